@@ -1,0 +1,210 @@
+"""Configuration from environment variables.
+
+The variable names and units (milliseconds) are the seed's, so an existing Railway service keeps
+its settings. Each millisecond value is converted once here and exposed as `*_s` seconds.
+A bad value raises `ConfigError` with one line naming the variable and what is allowed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import AliasChoices, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["ConfigError", "PoolSettings", "load_settings", "mask_url"]
+
+_MS = "milliseconds"
+
+
+class ConfigError(Exception):
+    """A bad environment variable; the message is one line that names it."""
+
+
+class PoolSettings(BaseSettings):
+    """Settings of the worker pool. Every field is read from the env var of the same name."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    redis_url: str = Field(
+        default="redis://localhost:6379/0",
+        validation_alias=AliasChoices("REDIS_URL", "REDIS_PUBLIC_URL"),
+        description="Redis to use; REDIS_PUBLIC_URL is read when REDIS_URL is not set.",
+    )
+    key_prefix: str = Field(
+        default="ebook",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="Prefix of every Redis key the pool reads or writes.",
+    )
+    concurrent_workers: int = Field(
+        default=5, ge=1, le=10_000, description="Worker coroutines in this process."
+    )
+    processing_delay: int = Field(
+        default=500, ge=0, le=3_600_000, description=f"Pause of a worker between jobs, {_MS}."
+    )
+    generation_timeout: int = Field(
+        default=90_000, ge=100, le=3_600_000, description=f"Timeout of one LLM call, {_MS}."
+    )
+    poll_interval: int = Field(
+        default=1_000,
+        ge=10,
+        le=60_000,
+        description=f"Longest an idle pool blocks on the queue before looking again, {_MS}.",
+    )
+    max_retries: int = Field(
+        default=3, ge=0, le=100, description="Retries after the first attempt (3 = 4 attempts)."
+    )
+    retry_backoff: int = Field(
+        default=1_000, ge=1, le=600_000, description=f"Base of the exponential backoff, {_MS}."
+    )
+    retry_backoff_max: int = Field(
+        default=60_000, ge=1, le=3_600_000, description=f"Cap of one backoff wait, {_MS}."
+    )
+    stats_interval: int = Field(
+        default=60_000, ge=0, le=86_400_000, description=f"Between [Stats] lines, {_MS}; 0 = off."
+    )
+    shutdown_grace: int = Field(
+        default=20_000,
+        ge=0,
+        le=3_600_000,
+        description=f"On SIGTERM, how long in-flight pages may finish before they are given back, {_MS}.",
+    )
+    heartbeat_interval: int = Field(
+        default=2_000, ge=100, le=60_000, description=f"Between heartbeats of this process, {_MS}."
+    )
+    heartbeat_timeout: int = Field(
+        default=10_000,
+        ge=1_000,
+        le=600_000,
+        description=f"A process silent this long is dead and its jobs go back to the queue, {_MS}.",
+    )
+    pause_probe_interval: int = Field(
+        default=30_000,
+        ge=100,
+        le=3_600_000,
+        description=f"While paused on a pool-fatal error, between probes of the API, {_MS}.",
+    )
+    max_job_bytes: int = Field(
+        default=65_536, ge=256, le=16_777_216, description="Largest accepted job payload, bytes."
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="'text' for people, 'json' for Railway's log explorer."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Least severe level logged."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upper_level(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in ("log_level", "LOG_LEVEL"):
+                if isinstance(data.get(key), str):
+                    data[key] = data[key].upper()
+            for key in ("log_format", "LOG_FORMAT"):
+                if isinstance(data.get(key), str):
+                    data[key] = data[key].lower()
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> PoolSettings:
+        if self.heartbeat_timeout < 2 * self.heartbeat_interval:
+            raise ValueError(
+                "HEARTBEAT_TIMEOUT must be at least twice HEARTBEAT_INTERVAL "
+                f"({self.heartbeat_timeout} < 2 x {self.heartbeat_interval})"
+            )
+        scheme = urlsplit(self.redis_url).scheme
+        if scheme not in {"redis", "rediss", "unix"}:
+            raise ValueError(
+                f"REDIS_URL must start with redis://, rediss:// or unix:// (got {scheme or 'no'} scheme)"
+            )
+        return self
+
+    # Converted values, named with their unit.
+    @property
+    def processing_delay_s(self) -> float:
+        return self.processing_delay / 1000
+
+    @property
+    def generation_timeout_s(self) -> float:
+        return self.generation_timeout / 1000
+
+    @property
+    def poll_interval_s(self) -> float:
+        return self.poll_interval / 1000
+
+    @property
+    def retry_backoff_s(self) -> float:
+        return self.retry_backoff / 1000
+
+    @property
+    def retry_backoff_max_s(self) -> float:
+        return self.retry_backoff_max / 1000
+
+    @property
+    def stats_interval_s(self) -> float:
+        return self.stats_interval / 1000
+
+    @property
+    def shutdown_grace_s(self) -> float:
+        return self.shutdown_grace / 1000
+
+    @property
+    def heartbeat_interval_s(self) -> float:
+        return self.heartbeat_interval / 1000
+
+    @property
+    def heartbeat_timeout_s(self) -> float:
+        return self.heartbeat_timeout / 1000
+
+    @property
+    def pause_probe_interval_s(self) -> float:
+        return self.pause_probe_interval / 1000
+
+    @property
+    def max_attempts(self) -> int:
+        return self.max_retries + 1
+
+    def describe(self) -> dict[str, Any]:
+        """The effective configuration as env var names → values, secrets masked."""
+        out = {name.upper(): value for name, value in self.model_dump().items()}
+        out["REDIS_URL"] = mask_url(self.redis_url)
+        return out
+
+
+_S = TypeVar("_S", bound=BaseSettings)
+
+
+def load_settings(cls: type[_S], **overrides: Any) -> _S:
+    """Build settings from the environment, turning a validation error into a `ConfigError`.
+
+    The message names the first bad variable, what was wrong and never echoes a secret value.
+    """
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        loc = [str(p) for p in err["loc"]]
+        name = loc[0].upper() if loc else ""
+        msg = err["msg"].removeprefix("Value error, ")
+        if not name or name == "__ROOT__":
+            raise ConfigError(f"invalid configuration: {msg}") from None
+        raise ConfigError(f"{name}: {msg}") from None
+
+
+def mask_url(url: str) -> str:
+    """`url` with any password replaced by '***' (for logs and errors)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))

@@ -1,0 +1,58 @@
+"""Every Redis key the pool reads or writes, in one place.
+
+This is the storage half of the contract with the Next.js app (docs/contract.md): a producer
+LPUSHes onto `queue`, reads pages from `pages(ebook_id)` and polls `status(ebook_id)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Keys"]
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key names under one prefix (KEY_PREFIX, default "ebook")."""
+
+    prefix: str = "ebook"
+
+    @property
+    def queue(self) -> str:
+        """List of pending page jobs: producers LPUSH, the pool takes from the right end."""
+        return f"{self.prefix}:queue"
+
+    @property
+    def failed(self) -> str:
+        """List of failed jobs (dead letters), newest first: JSON with the job and the error."""
+        return f"{self.prefix}:failed"
+
+    @property
+    def attempts(self) -> str:
+        """Hash job id → attempts started so far; survives crashes, cleared when the job ends."""
+        return f"{self.prefix}:attempts"
+
+    @property
+    def pools(self) -> str:
+        """Set of the ids of the pool processes that have registered."""
+        return f"{self.prefix}:pools"
+
+    def processing(self, pool_id: str) -> str:
+        """List of the jobs a pool process has claimed and not finished."""
+        return f"{self.prefix}:processing:{pool_id}"
+
+    def heartbeat(self, pool_id: str) -> str:
+        """String (JSON snapshot of the process) that expires when the process stops beating."""
+        return f"{self.prefix}:pool:{pool_id}"
+
+    def pages(self, ebook_id: str) -> str:
+        """Hash page index → JSON of the finished page."""
+        return f"{self.prefix}:ebook:{ebook_id}:pages"
+
+    def status(self, ebook_id: str) -> str:
+        """Hash with total, done, failed, state and timestamps of one ebook."""
+        return f"{self.prefix}:ebook:{ebook_id}:status"
+
+    def page_errors(self, ebook_id: str) -> str:
+        """Hash page index → reason, for the pages of one ebook that failed for good."""
+        return f"{self.prefix}:ebook:{ebook_id}:errors"

@@ -1,0 +1,35 @@
+"""ebook-pool: a Redis-backed asyncio worker pool that writes ebook pages with an LLM."""
+
+from pool.config import ConfigError, PoolSettings, load_settings
+from pool.generation import (
+    GeneratedPage,
+    GenerationError,
+    JobFatalError,
+    PageGenerator,
+    PoolFatalError,
+    RetryableError,
+)
+from pool.job import CONTRACT_VERSION, InvalidJob, PageJob, decode_job, job_schema
+from pool.keys import Keys
+from pool.store import Store
+from pool.worker import Pool
+
+__all__ = [
+    "CONTRACT_VERSION",
+    "ConfigError",
+    "GeneratedPage",
+    "GenerationError",
+    "InvalidJob",
+    "JobFatalError",
+    "Keys",
+    "PageGenerator",
+    "PageJob",
+    "Pool",
+    "PoolFatalError",
+    "PoolSettings",
+    "RetryableError",
+    "Store",
+    "decode_job",
+    "job_schema",
+    "load_settings",
+]

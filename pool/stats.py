@@ -1,0 +1,93 @@
+"""Rolling statistics of one pool process, and the `[Stats]` line users grep for."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TypedDict
+
+from pool.clock import monotonic
+
+__all__ = ["Stats", "StatsSnapshot", "format_stats"]
+
+_WINDOW_S = 60.0  # pages/min is measured over the last minute
+_SAMPLES = 1_000  # p50/p95 over the last this many pages
+
+
+class StatsSnapshot(TypedDict):
+    uptime_s: float
+    processed: int
+    success: int
+    failed: int
+    active: int
+    pages_per_min: float
+    p50_s: float | None
+    p95_s: float | None
+
+
+class Stats:
+    """Counters and recent generation times of one process. Not thread-safe; one event loop."""
+
+    def __init__(self) -> None:
+        self.started = monotonic()
+        self.success = 0
+        self.failed = 0
+        self.active = 0
+        self._durations: deque[float] = deque(maxlen=_SAMPLES)
+        self._finished_at: deque[float] = deque()
+
+    @property
+    def processed(self) -> int:
+        return self.success + self.failed
+
+    def record_success(self, duration_s: float) -> None:
+        self.success += 1
+        self._durations.append(duration_s)
+        self._mark_finished()
+
+    def record_failure(self) -> None:
+        self.failed += 1
+        self._mark_finished()
+
+    def _mark_finished(self) -> None:
+        now = monotonic()
+        self._finished_at.append(now)
+        while self._finished_at and self._finished_at[0] < now - _WINDOW_S:
+            self._finished_at.popleft()
+
+    def snapshot(self) -> StatsSnapshot:
+        now = monotonic()
+        while self._finished_at and self._finished_at[0] < now - _WINDOW_S:
+            self._finished_at.popleft()
+        uptime = now - self.started
+        window = min(uptime, _WINDOW_S) or 1.0
+        ordered = sorted(self._durations)
+        return StatsSnapshot(
+            uptime_s=uptime,
+            processed=self.processed,
+            success=self.success,
+            failed=self.failed,
+            active=self.active,
+            pages_per_min=len(self._finished_at) * 60.0 / window,
+            p50_s=_quantile(ordered, 0.50),
+            p95_s=_quantile(ordered, 0.95),
+        )
+
+
+def _quantile(ordered: list[float], q: float) -> float | None:
+    if not ordered:
+        return None
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def format_stats(snap: StatsSnapshot, *, queue_depth: int | None) -> str:
+    """The seed's `[Stats]` line, extended with pages/min, p50/p95 and queue depth."""
+    rate = 100.0 * snap["success"] / snap["processed"] if snap["processed"] else 0.0
+    p50 = "-" if snap["p50_s"] is None else f"{snap['p50_s']:.1f}s"
+    p95 = "-" if snap["p95_s"] is None else f"{snap['p95_s']:.1f}s"
+    queue = "?" if queue_depth is None else str(queue_depth)
+    return (
+        f"[Stats] Uptime: {snap['uptime_s']:.0f}s | Processed: {snap['processed']} | "
+        f"Success: {snap['success']} | Failed: {snap['failed']} | Success Rate: {rate:.1f}% | "
+        f"Active: {snap['active']} | Pages/min: {snap['pages_per_min']:.1f} | "
+        f"p50: {p50} | p95: {p95} | Queue: {queue}"
+    )

@@ -1,0 +1,417 @@
+"""The queue in Redis: claim, start, complete, fail and give back page jobs, atomically.
+
+Every multi-key step is one Lua script, so a crash between two commands can never leave a job
+half-moved. A claimed job sits in this process's processing list until the script that
+completes, fails or gives it back removes it; the reaper returns the processing list of a
+process whose heartbeat expired to the queue. That is the whole "never lose a page" argument.
+
+The queue is a list: producers LPUSH, the pool takes from the right end, and jobs given back go
+onto the right end again so they are next.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from redis.asyncio import Redis
+
+from pool.keys import Keys
+
+__all__ = ["FailedEntry", "Store"]
+
+# Derives an ebook's state from its counters; shared by the scripts that change them.
+_REFRESH_STATE = """
+local function refresh_state(st, now)
+  local v = redis.call('HMGET', st, 'total', 'done', 'failed', 'startedAt')
+  local total = tonumber(v[1]) or 0
+  local done = tonumber(v[2]) or 0
+  local failed = tonumber(v[3]) or 0
+  local state
+  if total > 0 and done + failed >= total then
+    if failed == 0 then state = 'done' elseif done == 0 then state = 'failed' else state = 'partial' end
+    redis.call('HSETNX', st, 'finishedAt', now)
+  else
+    redis.call('HDEL', st, 'finishedAt')
+    if v[4] then state = 'generating' else state = 'queued' end
+  end
+  redis.call('HSET', st, 'state', state, 'updatedAt', now)
+end
+local function ensure_status(st, total, now)
+  redis.call('HSETNX', st, 'total', total)
+  redis.call('HSETNX', st, 'createdAt', now)
+end
+"""
+
+# KEYS: queue, processing. ARGV: max count. Moves up to ARGV[1] jobs, oldest first.
+_CLAIM = """
+local items = redis.call('RPOP', KEYS[1], ARGV[1])
+if not items then return {} end
+for i = 1, #items, 1000 do
+  redis.call('LPUSH', KEYS[2], unpack(items, i, math.min(i + 999, #items)))
+end
+return items
+"""
+
+# KEYS: attempts, status. ARGV: job id, total, now. Returns the attempt number now starting.
+_START = (
+    _REFRESH_STATE
+    + """
+local n = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+ensure_status(KEYS[2], ARGV[2], ARGV[3])
+redis.call('HSETNX', KEYS[2], 'startedAt', ARGV[3])
+refresh_state(KEYS[2], ARGV[3])
+return n
+"""
+)
+
+# KEYS: processing, queue, pages, status, errors, attempts.
+# ARGV: raw job, page index, page json, job id, total, now. Returns 1 if the page is new.
+_COMPLETE = (
+    _REFRESH_STATE
+    + """
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
+  -- We were taken for dead and the job went back to the queue: don't generate it twice.
+  redis.call('LREM', KEYS[2], -1, ARGV[1])
+end
+local new = redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
+redis.call('HDEL', KEYS[6], ARGV[4])
+ensure_status(KEYS[4], ARGV[5], ARGV[6])
+redis.call('HSETNX', KEYS[4], 'startedAt', ARGV[6])
+if new == 1 then redis.call('HINCRBY', KEYS[4], 'done', 1) end
+if redis.call('HDEL', KEYS[5], ARGV[2]) == 1 then redis.call('HINCRBY', KEYS[4], 'failed', -1) end
+refresh_state(KEYS[4], ARGV[6])
+return new
+"""
+)
+
+# KEYS: processing, failed, attempts [, status, errors, pages].
+# ARGV: raw job, failed entry, job id ('' if unknown), page index, reason, total, now.
+_FAIL = (
+    _REFRESH_STATE
+    + """
+redis.call('LREM', KEYS[1], 1, ARGV[1])
+redis.call('LPUSH', KEYS[2], ARGV[2])
+if ARGV[3] ~= '' then redis.call('HDEL', KEYS[3], ARGV[3]) end
+if #KEYS == 6 then
+  ensure_status(KEYS[4], ARGV[6], ARGV[7])
+  if redis.call('HEXISTS', KEYS[6], ARGV[4]) == 0 then
+    if redis.call('HSET', KEYS[5], ARGV[4], ARGV[5]) == 1 then
+      redis.call('HINCRBY', KEYS[4], 'failed', 1)
+    end
+  end
+  refresh_state(KEYS[4], ARGV[7])
+end
+return 1
+"""
+)
+
+# KEYS: processing, queue, attempts. ARGV: raw job, job id whose attempt to refund ('' = none).
+_GIVE_BACK = """
+local moved = redis.call('LREM', KEYS[1], 1, ARGV[1])
+if moved > 0 then redis.call('RPUSH', KEYS[2], ARGV[1]) end
+if ARGV[2] ~= '' and redis.call('HINCRBY', KEYS[3], ARGV[2], -1) <= 0 then
+  redis.call('HDEL', KEYS[3], ARGV[2])
+end
+return moved
+"""
+
+# KEYS: processing, queue, attempts, heartbeat, pools. ARGV: pool id, job ids to refund...
+# Gives back everything this process still holds and unregisters it.
+_RELEASE = """
+local n = 0
+while redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT') do n = n + 1 end
+for i = 2, #ARGV do
+  if redis.call('HINCRBY', KEYS[3], ARGV[i], -1) <= 0 then redis.call('HDEL', KEYS[3], ARGV[i]) end
+end
+redis.call('DEL', KEYS[4])
+redis.call('SREM', KEYS[5], ARGV[1])
+return n
+"""
+
+# KEYS: heartbeat, processing, queue, pools (of a process presumed dead). ARGV: its pool id.
+# Returns -1 if it is alive after all, else how many jobs went back to the queue.
+_REAP = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+local n = 0
+while redis.call('LMOVE', KEYS[2], KEYS[3], 'LEFT', 'RIGHT') do n = n + 1 end
+redis.call('SREM', KEYS[4], ARGV[1])
+return n
+"""
+
+# KEYS: failed, queue [, errors, status]. ARGV: failed entry, raw job, page index, now.
+_RETRY_FAILED = (
+    _REFRESH_STATE
+    + """
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
+redis.call('LPUSH', KEYS[2], ARGV[2])
+if #KEYS == 4 then
+  if redis.call('HDEL', KEYS[3], ARGV[3]) == 1 then redis.call('HINCRBY', KEYS[4], 'failed', -1) end
+  refresh_state(KEYS[4], ARGV[4])
+end
+return 1
+"""
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FailedEntry:
+    """One dead letter, as stored in the failed list (JSON) and decoded for the CLI."""
+
+    raw: bytes
+    data: dict[str, Any]
+
+    @property
+    def payload(self) -> str:
+        return str(self.data.get("payload", ""))
+
+    @property
+    def ebook_id(self) -> str | None:
+        value = self.data.get("ebookId")
+        return value if isinstance(value, str) else None
+
+    @property
+    def page_index(self) -> int | None:
+        value = self.data.get("pageIndex")
+        return value if isinstance(value, int) else None
+
+
+class Store:
+    """Atomic queue operations for one key prefix.
+
+    Args:
+        redis: a `redis.asyncio.Redis` (or a compatible fake) with `decode_responses=False`.
+        keys: the key schema.
+    """
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+        self._claim = redis.register_script(_CLAIM)
+        self._start = redis.register_script(_START)
+        self._complete = redis.register_script(_COMPLETE)
+        self._fail = redis.register_script(_FAIL)
+        self._give_back = redis.register_script(_GIVE_BACK)
+        self._release = redis.register_script(_RELEASE)
+        self._reap = redis.register_script(_REAP)
+        self._retry_failed = redis.register_script(_RETRY_FAILED)
+
+    # --- claiming -------------------------------------------------------------------------
+
+    async def claim(self, pool_id: str, count: int) -> list[bytes]:
+        """Move up to `count` jobs into the processing list of `pool_id`, without waiting."""
+        items = await self._claim(
+            keys=[self.keys.queue, self.keys.processing(pool_id)], args=[count]
+        )
+        return list(items)
+
+    async def claim_blocking(self, pool_id: str, timeout_s: float) -> bytes | None:
+        """Wait up to `timeout_s` for one job and move it into the processing list."""
+        # Redis takes a fractional timeout; redis-py's annotation says int.
+        item = await self.redis.blmove(
+            self.keys.queue, self.keys.processing(pool_id), cast(int, timeout_s), "RIGHT", "LEFT"
+        )
+        return None if item is None else _bytes(item)
+
+    # --- one job's life -------------------------------------------------------------------
+
+    async def start(self, *, job_id: str, ebook_id: str, total: int, now_ms: int) -> int:
+        """Count an attempt (in Redis, so it survives crashes) and mark the ebook as started.
+
+        Returns the number of the attempt now starting, 1-based.
+        """
+        n = await self._start(
+            keys=[self.keys.attempts, self.keys.status(ebook_id)], args=[job_id, total, now_ms]
+        )
+        return int(n)
+
+    async def complete(
+        self,
+        pool_id: str,
+        raw: bytes,
+        *,
+        job_id: str,
+        ebook_id: str,
+        page_index: int,
+        total: int,
+        page_json: str,
+        now_ms: int,
+    ) -> bool:
+        """Store a finished page and release its job. Returns True if the page is new."""
+        new = await self._complete(
+            keys=[
+                self.keys.processing(pool_id),
+                self.keys.queue,
+                self.keys.pages(ebook_id),
+                self.keys.status(ebook_id),
+                self.keys.page_errors(ebook_id),
+                self.keys.attempts,
+            ],
+            args=[raw, page_index, page_json, job_id, total, now_ms],
+        )
+        return bool(new)
+
+    async def fail(
+        self,
+        pool_id: str,
+        raw: bytes,
+        *,
+        entry: dict[str, Any],
+        now_ms: int,
+    ) -> None:
+        """Move a job to the failed list with `entry` (which says why), and count it.
+
+        The entry's `jobId`, `ebookId`, `pageIndex`, `totalPages` and `error` are used when
+        present, so the ebook's status shows the failed page.
+        """
+        keys = [self.keys.processing(pool_id), self.keys.failed, self.keys.attempts]
+        ebook_id = entry.get("ebookId")
+        page_index = entry.get("pageIndex")
+        total = entry.get("totalPages")
+        if isinstance(ebook_id, str) and isinstance(page_index, int) and isinstance(total, int):
+            keys += [
+                self.keys.status(ebook_id),
+                self.keys.page_errors(ebook_id),
+                self.keys.pages(ebook_id),
+            ]
+        else:
+            page_index, total = "", ""
+        await self._fail(
+            keys=keys,
+            args=[
+                raw,
+                json.dumps(entry, ensure_ascii=False),
+                entry.get("jobId") or "",
+                page_index,
+                entry.get("error", ""),
+                total,
+                now_ms,
+            ],
+        )
+
+    async def give_back(self, pool_id: str, raw: bytes, *, refund_job_id: str | None) -> bool:
+        """Return a claimed job to the head of the queue; optionally un-count its attempt."""
+        moved = await self._give_back(
+            keys=[self.keys.processing(pool_id), self.keys.queue, self.keys.attempts],
+            args=[raw, refund_job_id or ""],
+        )
+        return bool(moved)
+
+    # --- the process's life ---------------------------------------------------------------
+
+    async def heartbeat(self, pool_id: str, snapshot: dict[str, Any], ttl_ms: int) -> None:
+        """Say this process is alive for `ttl_ms`, with a snapshot for `ebook-pool stats`."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(self.keys.heartbeat(pool_id), json.dumps(snapshot), px=ttl_ms)
+            pipe.sadd(self.keys.pools, pool_id)
+            await pipe.execute()
+
+    async def release(self, pool_id: str, *, refund_job_ids: Sequence[str] = ()) -> int:
+        """Give back every job this process holds and unregister it. Returns how many."""
+        n = await self._release(
+            keys=[
+                self.keys.processing(pool_id),
+                self.keys.queue,
+                self.keys.attempts,
+                self.keys.heartbeat(pool_id),
+                self.keys.pools,
+            ],
+            args=[pool_id, *refund_job_ids],
+        )
+        return int(n)
+
+    async def reap(self, *, exclude: str | None = None) -> dict[str, int]:
+        """Return the jobs of every registered process whose heartbeat expired to the queue.
+
+        Returns pool id → jobs given back, for the processes reaped.
+        """
+        members = [_text(m) for m in await self.redis.smembers(self.keys.pools)]
+        candidates = [m for m in members if m != exclude]
+        if not candidates:
+            return {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for m in candidates:
+                pipe.exists(self.keys.heartbeat(m))
+            alive = await pipe.execute()
+        reaped = {}
+        for pool_id, is_alive in zip(candidates, alive, strict=True):
+            if is_alive:
+                continue
+            n = await self._reap(
+                keys=[
+                    self.keys.heartbeat(pool_id),
+                    self.keys.processing(pool_id),
+                    self.keys.queue,
+                    self.keys.pools,
+                ],
+                args=[pool_id],
+            )
+            if int(n) >= 0:
+                reaped[pool_id] = int(n)
+        return reaped
+
+    async def live_pools(self) -> dict[str, dict[str, Any]]:
+        """Pool id → last heartbeat snapshot, for every registered process still alive."""
+        members = sorted(_text(m) for m in await self.redis.smembers(self.keys.pools))
+        if not members:
+            return {}
+        values = await self.redis.mget([self.keys.heartbeat(m) for m in members])
+        return {m: json.loads(v) for m, v in zip(members, values, strict=True) if v is not None}
+
+    async def in_flight(self, pool_ids: Sequence[str]) -> int:
+        """Jobs held in the processing lists of these processes."""
+        if not pool_ids:
+            return 0
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for pool_id in pool_ids:
+                pipe.llen(self.keys.processing(pool_id))
+            return sum(await pipe.execute())
+
+    # --- the failed list ------------------------------------------------------------------
+
+    async def failed(self, start: int = 0, stop: int = -1) -> list[FailedEntry]:
+        """Failed entries, newest first."""
+        out = []
+        for item in await self.redis.lrange(self.keys.failed, start, stop):
+            raw = _bytes(item)
+            try:
+                data = json.loads(raw)
+            except ValueError:
+                data = {"payload": raw.decode(errors="replace"), "error": "unreadable entry"}
+            out.append(FailedEntry(raw=raw, data=data if isinstance(data, dict) else {}))
+        return out
+
+    async def retry_failed(self, entry: FailedEntry, *, now_ms: int) -> bool:
+        """Put a failed job back on the queue (once, even if two operators retry at the same time)."""
+        keys = [self.keys.failed, self.keys.queue]
+        ebook_id, page_index = entry.ebook_id, entry.page_index
+        if ebook_id is not None and page_index is not None:
+            keys += [self.keys.page_errors(ebook_id), self.keys.status(ebook_id)]
+        done = await self._retry_failed(
+            keys=keys,
+            args=[entry.raw, entry.payload, "" if page_index is None else page_index, now_ms],
+        )
+        return bool(done)
+
+    async def purge_failed(self, entries: Sequence[FailedEntry] | None = None) -> int:
+        """Delete the given failed entries (all if None). Returns how many were deleted."""
+        if entries is None:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.llen(self.keys.failed)
+                pipe.delete(self.keys.failed)
+                n, _ = await pipe.execute()
+            return int(n)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for entry in entries:
+                pipe.lrem(self.keys.failed, 1, cast(str, entry.raw))
+            return sum(await pipe.execute())
+
+
+def _bytes(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,599 @@
+"""The pool process: one claimer, CONCURRENT_WORKERS worker coroutines, a heartbeat and stats.
+
+    claimer ──(in-memory hand-off)──► Worker-1..N ──► generator ──► Store.complete / Store.fail
+       ▲ Store.claim (batch) / claim_blocking (BLMOVE, waits POLL_INTERVAL)
+    heartbeat: every HEARTBEAT_INTERVAL, say we are alive and reap the dead
+    stats:     every STATS_INTERVAL, the [Stats] line
+
+A claimed job is in Redis (this process's processing list) until a script completes, fails or
+gives it back, so no in-memory state can lose it. Shutdown: stop claiming, let in-flight pages
+finish within SHUTDOWN_GRACE, cancel the rest, give everything still held back to the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from loguru import logger
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
+
+from pool.clock import monotonic, now_ms
+from pool.config import PoolSettings
+from pool.generation import GeneratedPage, JobFatalError, PageGenerator, PoolFatalError
+from pool.job import InvalidJob, PageJob, decode_job
+from pool.keys import Keys
+from pool.retry import is_retryable, wait_policy
+from pool.stats import Stats, format_stats
+from pool.store import Store
+
+__all__ = ["Pool"]
+
+T = TypeVar("T")
+
+#: Errors after which Redis may answer again: we wait and retry instead of dropping work.
+REDIS_TRANSIENT: tuple[type[BaseException], ...] = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.ReadOnlyError,
+    redis_errors.TryAgainError,
+    OSError,
+)
+
+_MAX_CLAIM_BATCH = 1_000
+_WRITE_DRAIN_S = 5.0  # after the grace period, how long pending result writes may still take
+_RESTART_BACKOFF_MAX_S = 30.0
+
+
+class _Stopping(Exception):
+    """Raised inside a worker when the pool stops during a wait that would outlast it."""
+
+
+class Pool:
+    """One pool process.
+
+    Args:
+        redis: the Redis client (created by the caller, closed by the caller).
+        generator: turns a `PageJob` into a page; see `pool.generation.PageGenerator`.
+        settings: the pool's settings.
+        keys: the key schema; defaults to `Keys(settings.key_prefix)`.
+        pool_id: this process's id in Redis; defaults to host-pid-random.
+    """
+
+    def __init__(
+        self,
+        *,
+        redis: Redis,
+        generator: PageGenerator,
+        settings: PoolSettings,
+        keys: Keys | None = None,
+        pool_id: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.generator = generator
+        self.keys = keys or Keys(settings.key_prefix)
+        self.store = Store(redis, self.keys)
+        self.id = pool_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.stats = Stats()
+        self._stopping = asyncio.Event()
+        self._resumed = asyncio.Event()
+        self._resumed.set()
+        self.pause_reason: str | None = None
+        self._slots = asyncio.Semaphore(settings.concurrent_workers)
+        self._handoff: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._attempting: dict[bytes, str] = {}  # raw job → job id whose attempt is running
+        self._writes: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._redis_down_since: float | None = None
+        self._hard_deadline: float | None = None
+        self._wait = wait_policy(settings.retry_backoff_s, settings.retry_backoff_max_s)
+
+    # --- public -----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the pool to shut down gracefully. Safe to call more than once, from a signal."""
+        if not self._stopping.is_set():
+            logger.info("[Worker Pool] Stop requested: no new jobs will be claimed.")
+            self._stopping.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._resumed.is_set()
+
+    async def run(self, *, install_signal_handlers: bool = True) -> None:
+        """Run until `stop()` (or SIGTERM/SIGINT when `install_signal_handlers`)."""
+        s = self.settings
+        loop = asyncio.get_running_loop()
+        signals = (signal.SIGTERM, signal.SIGINT) if install_signal_handlers else ()
+        for sig in signals:
+            loop.add_signal_handler(sig, self.stop)
+        try:
+            logger.info(f"[Worker Pool] Initializing with {s.concurrent_workers} workers...")
+            logger.info(f"[Worker Pool] Config: {s.describe()}")
+            try:
+                await self._until_redis(
+                    self.store.heartbeat, self.id, self._snapshot(), s.heartbeat_timeout
+                )
+            except REDIS_TRANSIENT:
+                logger.error("[Worker Pool] Stopped before Redis answered.")
+                return
+            logger.info(f"[Worker Pool] Redis connection successful. Pool id: {self.id}")
+            await self._reap()
+            workers = [self._spawn(self._supervise(n)) for n in range(1, s.concurrent_workers + 1)]
+            claimer = self._spawn(self._claim_loop())
+            housekeeping = [self._spawn(self._heartbeat_loop())]
+            if s.stats_interval_s > 0:
+                housekeeping.append(self._spawn(self._stats_loop()))
+            logger.info(
+                f"[Worker Pool] All {s.concurrent_workers} workers started. Press Ctrl+C to stop."
+            )
+            await self._stopping.wait()
+            await self._shutdown(claimer, workers, housekeeping)
+        finally:
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self.generator.aclose()
+
+    # --- shutdown ---------------------------------------------------------------------------
+
+    async def _shutdown(
+        self,
+        claimer: asyncio.Task[None],
+        workers: list[asyncio.Task[None]],
+        housekeeping: list[asyncio.Task[None]],
+    ) -> None:
+        grace = self.settings.shutdown_grace_s
+        self._hard_deadline = monotonic() + grace + _WRITE_DRAIN_S
+        claimer.cancel()
+        await asyncio.gather(claimer, return_exceptions=True)
+        # Jobs claimed but not started stay in the processing list and are given back below.
+        while not self._handoff.empty():
+            self._handoff.get_nowait()
+        for _ in workers:
+            self._handoff.put_nowait(None)
+        busy = self.stats.active
+        if busy:
+            logger.info(f"[Worker Pool] Waiting up to {grace:.0f}s for {busy} in-flight jobs...")
+        _, pending = await asyncio.wait(workers, timeout=grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        if self._writes:
+            await asyncio.wait(self._writes, timeout=max(0.1, self._hard_deadline - monotonic()))
+        for task in housekeeping:
+            task.cancel()
+        await asyncio.gather(*housekeeping, return_exceptions=True)
+        try:
+            n = await asyncio.wait_for(
+                self.store.release(self.id, refund_job_ids=list(self._attempting.values())),
+                timeout=_WRITE_DRAIN_S,
+            )
+        except REDIS_TRANSIENT as exc:  # includes TimeoutError (an OSError)
+            logger.error(
+                f"[Worker Pool] Could not give jobs back ({type(exc).__name__}); "
+                f"another process will reclaim them within {self.settings.heartbeat_timeout_s:.0f}s."
+            )
+        else:
+            if n:
+                logger.info(f"[Worker Pool] Gave {n} unfinished jobs back to the queue.")
+        logger.info(f"[Worker Pool] Stopped. {self._stats_line(None)}")
+
+    # --- claiming ---------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        poll_s = self.settings.poll_interval_s
+        while True:
+            await self._resumed.wait()
+            await self._slots.acquire()
+            want = 1
+            while want < _MAX_CLAIM_BATCH and not self._slots.locked():
+                await self._slots.acquire()
+                want += 1
+            got: list[bytes] = []
+            try:
+                got = await self.store.claim(self.id, want)
+                if not got:
+                    item = await self.store.claim_blocking(self.id, poll_s)
+                    got = [item] if item is not None else []
+                self._redis_ok()
+            except REDIS_TRANSIENT as exc:
+                await self._redis_failed(exc)
+            finally:
+                for _ in range(want - len(got)):
+                    self._slots.release()
+            for raw in got:
+                self._handoff.put_nowait(raw)
+
+    # --- workers ----------------------------------------------------------------------------
+
+    async def _supervise(self, n: int) -> None:
+        """Run worker `n`, restarting it with backoff if it raises (the pool keeps N workers)."""
+        backoff = 1.0
+        while True:
+            try:
+                await self._work(n)
+                return
+            except Exception:
+                logger.exception(f"[Worker-{n}] Crashed; restarting in {backoff:.0f}s")
+                if await self._sleep_or_stop(backoff):
+                    return
+                backoff = min(backoff * 2, _RESTART_BACKOFF_MAX_S)
+
+    async def _work(self, n: int) -> None:
+        delay = self.settings.processing_delay_s
+        while True:
+            raw = await self._handoff.get()
+            if raw is None:
+                return
+            try:
+                self.stats.active += 1
+                try:
+                    await self._handle(n, raw)
+                except (_Stopping, asyncio.CancelledError):
+                    raise
+                except Exception:
+                    # A bug in the pool, not in the page: return the job before crashing.
+                    await self._give_back(raw, refund_job_id=self._attempting.pop(raw, None))
+                    raise
+                finally:
+                    self.stats.active -= 1
+                if delay and await self._sleep_or_stop(delay):
+                    return
+            except _Stopping:
+                return
+            finally:
+                self._slots.release()
+
+    async def _handle(self, n: int, raw: bytes) -> None:
+        try:
+            job = decode_job(raw, max_bytes=self.settings.max_job_bytes)
+        except InvalidJob as exc:
+            logger.warning(f"[Worker-{n}] Invalid job sent to the failed list: {exc}")
+            await self._fail(raw, None, reason=f"invalid job: {exc}", kind="invalid", attempts=0)
+            return
+        log = logger.bind(worker=n, ebook_id=job.ebook_id, page_index=job.page_index, job_id=job.id)
+        where = f"EbookID={job.ebook_id}, PageIndex={job.page_index}"
+        max_attempts = self.settings.max_attempts
+        attempt = 0
+        started = monotonic()
+
+        def spent(_: RetryCallState) -> bool:
+            return attempt >= max_attempts
+
+        async def before_sleep_or_stop(seconds: float) -> None:
+            if await self._sleep_or_stop(seconds):
+                raise _Stopping
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            wait_s = state.upcoming_sleep
+            log.warning(
+                f"[Worker-{n}] Attempt {attempt}/{max_attempts} failed for {where}: "
+                f"{_reason(exc)}; retrying in {wait_s:.1f}s"
+            )
+
+        retrying = AsyncRetrying(
+            stop=spent,
+            wait=self._wait,
+            retry=retry_if_exception(
+                lambda e: is_retryable(e) and not isinstance(e, _OutOfAttempts)
+            ),
+            reraise=True,
+            sleep=before_sleep_or_stop,
+            before_sleep=before_sleep,
+        )
+        try:
+            async for try_ in retrying:
+                with try_:
+                    attempt = await self._persist(
+                        self.store.start,
+                        job_id=job.id,
+                        ebook_id=job.ebook_id,
+                        total=job.total_pages,
+                        now_ms=now_ms(),
+                    )
+                    if attempt > max_attempts:
+                        raise _OutOfAttempts(attempt - 1)
+                    log.info(
+                        f"[Worker-{n}] Processing job: {where} (Attempt {attempt}/{max_attempts})"
+                    )
+                    page = await self._generate(raw, job)
+        except _Stopping:
+            await self._give_back(raw, refund_job_id=None)
+            raise
+        except _OutOfAttempts as exc:
+            reason = (
+                f"gave up: {exc.attempts} attempts were started and none finished "
+                "(the process running it died or was stopped each time)"
+            )
+            log.error(f"[Worker-{n}] Failed job: {where}: {reason}")
+            await self._fail(raw, job, reason=reason, kind="exhausted", attempts=exc.attempts)
+        except PoolFatalError as exc:
+            await self._give_back(raw, refund_job_id=job.id)
+            self._pause(exc)
+        except JobFatalError as exc:
+            log.error(f"[Worker-{n}] Failed job: {where} (not retryable): {_reason(exc)}")
+            await self._fail(raw, job, reason=_reason(exc), kind="fatal", attempts=attempt)
+        except Exception as exc:
+            log.error(f"[Worker-{n}] Failed job: {where} after {attempt} attempts: {_reason(exc)}")
+            await self._fail(raw, job, reason=_reason(exc), kind="exhausted", attempts=attempt)
+        else:
+            duration_s = monotonic() - started
+            await self._complete(raw, job, page, attempts=attempt, duration_s=duration_s)
+            log.info(
+                f"[Worker-{n}] Completed job: {where} in {duration_s:.1f}s "
+                f"({page.completion_tokens} tokens, attempt {attempt})"
+            )
+
+    async def _generate(self, raw: bytes, job: PageJob) -> GeneratedPage:
+        """One attempt, bounded by GENERATION_TIMEOUT even if the generator ignores it."""
+        timeout_s = self.settings.generation_timeout_s
+        self._attempting[raw] = job.id
+        try:
+            async with asyncio.timeout(timeout_s + 1.0):
+                page = await self.generator.generate(job, timeout_s=timeout_s)
+        except asyncio.CancelledError:
+            raise  # the mark stays, so that release() refunds this interrupted attempt
+        except TimeoutError:
+            del self._attempting[raw]
+            raise TimeoutError(f"generation timed out after {timeout_s:.0f}s") from None
+        except BaseException:
+            del self._attempting[raw]
+            raise
+        del self._attempting[raw]
+        return page
+
+    # --- outcomes (written even if the worker is cancelled) ----------------------------------
+
+    async def _complete(
+        self, raw: bytes, job: PageJob, page: GeneratedPage, *, attempts: int, duration_s: float
+    ) -> None:
+        finished = now_ms()
+        record: dict[str, Any] = {
+            "v": 1,
+            "jobId": job.id,
+            "ebookId": job.ebook_id,
+            "pageIndex": job.page_index,
+            "pageTitle": job.page_title,
+            "content": page.content,
+            "model": page.model,
+            "finishReason": page.finish_reason,
+            "promptTokens": page.prompt_tokens,
+            "completionTokens": page.completion_tokens,
+            "attempts": attempts,
+            "durationMs": round(duration_s * 1000),
+            "generatedAt": finished,
+            "poolId": self.id,
+        }
+        if job.metadata is not None:
+            record["metadata"] = job.metadata
+        await self._shielded(
+            self._persist(
+                self.store.complete,
+                self.id,
+                raw,
+                job_id=job.id,
+                ebook_id=job.ebook_id,
+                page_index=job.page_index,
+                total=job.total_pages,
+                page_json=json.dumps(record, ensure_ascii=False),
+                now_ms=finished,
+            )
+        )
+        self.stats.record_success(duration_s)
+
+    async def _fail(
+        self, raw: bytes, job: PageJob | None, *, reason: str, kind: str, attempts: int
+    ) -> None:
+        entry: dict[str, Any] = {
+            "payload": raw.decode(errors="replace"),
+            "error": reason,
+            "errorType": kind,
+            "attempts": attempts,
+            "failedAt": now_ms(),
+            "poolId": self.id,
+        }
+        if job is not None:
+            entry |= {
+                "jobId": job.id,
+                "ebookId": job.ebook_id,
+                "pageIndex": job.page_index,
+                "totalPages": job.total_pages,
+            }
+        else:
+            entry |= _salvage_ids(raw)
+        await self._shielded(
+            self._persist(self.store.fail, self.id, raw, entry=entry, now_ms=now_ms())
+        )
+        self.stats.record_failure()
+
+    async def _give_back(self, raw: bytes, *, refund_job_id: str | None) -> None:
+        with contextlib.suppress(*REDIS_TRANSIENT):
+            # If Redis is down the job stays in our processing list: release() or the reaper
+            # returns it later. Never wait here: this runs on the way out.
+            await self.store.give_back(self.id, raw, refund_job_id=refund_job_id)
+
+    async def _shielded(self, write: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(write)
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+        await asyncio.shield(task)
+
+    # --- Redis outages ----------------------------------------------------------------------
+
+    async def _persist(self, op: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        """Run a Redis write, waiting out outages; gives up only past the shutdown deadline."""
+        backoff = 0.1
+        while True:
+            try:
+                result = await op(*args, **kwargs)
+            except REDIS_TRANSIENT as exc:
+                if self._hard_deadline is not None and monotonic() > self._hard_deadline:
+                    raise
+                await self._redis_failed(exc, backoff)
+                backoff = min(backoff * 2, 5.0)
+            else:
+                self._redis_ok()
+                return result
+
+    async def _until_redis(self, op: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Like `_persist`, for start-up: wait for Redis, but let a stop request end the wait."""
+        backoff = 0.5
+        while True:
+            try:
+                result = await op(*args)
+            except REDIS_TRANSIENT as exc:
+                await self._redis_failed(exc, backoff)
+                if self._stopping.is_set():
+                    raise
+                backoff = min(backoff * 2, 10.0)
+            else:
+                self._redis_ok()
+                return result
+
+    async def _redis_failed(self, exc: BaseException, backoff: float = 1.0) -> None:
+        if self._redis_down_since is None:
+            self._redis_down_since = monotonic()
+            logger.error(f"[Worker Pool] Redis unavailable ({_reason(exc)}); retrying with backoff")
+        await asyncio.sleep(backoff)
+
+    def _redis_ok(self) -> None:
+        if self._redis_down_since is not None:
+            down = monotonic() - self._redis_down_since
+            self._redis_down_since = None
+            logger.info(f"[Worker Pool] Redis is back after {down:.1f}s")
+
+    # --- pausing on pool-fatal errors -------------------------------------------------------
+
+    def _pause(self, exc: PoolFatalError) -> None:
+        if self.paused:
+            return
+        self._resumed.clear()
+        self.pause_reason = _reason(exc)
+        logger.error(
+            f"[Worker Pool] PAUSED: {self.pause_reason}. No job was failed and the queue is left "
+            f"intact. Fix it (e.g. OPENAI_API_KEY, billing); the pool probes every "
+            f"{self.settings.pause_probe_interval_s:.0f}s and resumes on its own."
+        )
+        self._spawn(self._probe_until_resumed())
+
+    async def _probe_until_resumed(self) -> None:
+        while not await self._sleep_or_stop(self.settings.pause_probe_interval_s):
+            try:
+                await self.generator.probe()
+            except PoolFatalError as exc:
+                self.pause_reason = _reason(exc)
+                logger.error(f"[Worker Pool] Still paused: {self.pause_reason}")
+            except Exception as exc:
+                logger.warning(f"[Worker Pool] Still paused; probe failed: {_reason(exc)}")
+            else:
+                logger.info(
+                    f"[Worker Pool] Resumed: the probe succeeded (was: {self.pause_reason})"
+                )
+                self.pause_reason = None
+                self._resumed.set()
+                return
+
+    # --- housekeeping -----------------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        s = self.settings
+        while True:
+            await asyncio.sleep(s.heartbeat_interval_s)
+            try:
+                await self.store.heartbeat(self.id, self._snapshot(), s.heartbeat_timeout)
+                await self._reap()
+                self._redis_ok()
+            except REDIS_TRANSIENT as exc:
+                await self._redis_failed(exc, 0)
+
+    async def _reap(self) -> None:
+        reaped = await self.store.reap(exclude=self.id)
+        for pool_id, n in reaped.items():
+            logger.warning(
+                f"[Worker Pool] Pool {pool_id} stopped sending heartbeats; "
+                f"returned its {n} unfinished jobs to the queue."
+            )
+
+    async def _stats_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.stats_interval_s)
+            try:
+                depth: int | None = int(await self.store.redis.llen(self.keys.queue))
+            except REDIS_TRANSIENT:
+                depth = None
+            logger.info(self._stats_line(depth))
+
+    def _stats_line(self, depth: int | None) -> str:
+        line = format_stats(self.stats.snapshot(), queue_depth=depth)
+        return f"{line} | PAUSED: {self.pause_reason}" if self.paused else line
+
+    def _snapshot(self) -> dict[str, Any]:
+        snap = self.stats.snapshot()
+        return {
+            "id": self.id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "workers": self.settings.concurrent_workers,
+            "paused": self.pause_reason,
+            "at": now_ms(),
+            **snap,
+        }
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _spawn(self, coro: Awaitable[T]) -> asyncio.Task[T]:
+        task: asyncio.Task[T] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _sleep_or_stop(self, seconds: float) -> bool:
+        """Sleep, but wake early when the pool stops. Returns True if it is stopping."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+        return self._stopping.is_set()
+
+
+class _OutOfAttempts(Exception):
+    def __init__(self, attempts: int) -> None:
+        super().__init__(attempts)
+        self.attempts = attempts
+
+
+def _reason(exc: BaseException | None) -> str:
+    if exc is None:
+        return "unknown error"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    name = type(exc).__name__
+    return text if text and name in text else (f"{name}: {text}" if text else name)
+
+
+def _salvage_ids(raw: bytes) -> dict[str, Any]:
+    """From an invalid payload, keep the ids that are usable, so its ebook shows the failure."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    out: dict[str, Any] = {}
+    ebook, index, total = data.get("ebookId"), data.get("pageIndex"), data.get("totalPages")
+    if isinstance(ebook, str) and ebook and len(ebook) <= 200:
+        out["ebookId"] = ebook
+        if isinstance(index, int) and isinstance(total, int) and 0 <= index < total <= 10_000:
+            out |= {"pageIndex": index, "totalPages": total}
+    return out

@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from pool import GeneratedPage, PageJob, Pool, PoolSettings
 from pool.keys import Keys
 
+KEYS = Keys()
 Outcome = BaseException | GeneratedPage | None
 
 
@@ -95,7 +96,7 @@ def job(ebook: str, index: int, total: int, **extra: Any) -> str:
     )
 
 
-async def push(redis: Redis, *payloads: str | bytes, keys: Keys = Keys()) -> None:
+async def push(redis: Redis, *payloads: str | bytes, keys: Keys = KEYS) -> None:
     await redis.lpush(keys.queue, *payloads)
 
 
@@ -122,15 +123,15 @@ async def running(pool: Pool) -> AsyncIterator[asyncio.Task[None]]:
         await asyncio.wait_for(task, timeout=15)
 
 
-async def pages(redis: Redis, ebook: str, keys: Keys = Keys()) -> dict[int, dict[str, Any]]:
+async def pages(redis: Redis, ebook: str, keys: Keys = KEYS) -> dict[int, dict[str, Any]]:
     raw = await redis.hgetall(keys.pages(ebook))
     return {int(k): json.loads(v) for k, v in raw.items()}
 
 
-async def status(redis: Redis, ebook: str, keys: Keys = Keys()) -> dict[str, str]:
+async def status(redis: Redis, ebook: str, keys: Keys = KEYS) -> dict[str, str]:
     raw = await redis.hgetall(keys.status(ebook))
     return {k.decode(): v.decode() for k, v in raw.items()}
 
 
-async def failed(redis: Redis, keys: Keys = Keys()) -> list[dict[str, Any]]:
+async def failed(redis: Redis, keys: Keys = KEYS) -> list[dict[str, Any]]:
     return [json.loads(x) for x in await redis.lrange(keys.failed, 0, -1)]

@@ -1,0 +1,305 @@
+"""`OpenAIPageGenerator`: the pool's `PageGenerator` on the OpenAI chat completions API.
+
+One `generate` call is one HTTP request: the client is created with `max_retries=0` because
+the pool owns retries (STYLE.md, "Retries in exactly one layer"). Any OpenAI-compatible server
+works through OPENAI_BASE_URL and OPENAI_MODEL.
+
+What counts as a page, and what does not:
+
+- `finish_reason == "length"`: the page was cut off at the token limit → `RetryableError`
+  (code "length"); sampling may land shorter next time, and the pool bounds the attempts.
+- empty or blank content → `RetryableError` (code "empty_content").
+- `message.refusal` set → `JobFatalError` (code "refusal"): the model declined this brief, and
+  asking again with the same brief spends tokens for the same answer.
+- `finish_reason == "content_filter"` → `JobFatalError` (code "content_filter"), same reason.
+- a 404 for a model the job asked for (not the default one) → `JobFatalError`: that job is
+  wrong, the pool is fine; pausing the pool for it would stall every other ebook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, Self
+
+from loguru import logger
+from openai import AsyncOpenAI
+from openai.types.chat import (
+    ChatCompletion,
+    ChatCompletionMessageParam,
+)
+
+from generator.config import GeneratorSettings
+from generator.errors import MALFORMED, classify_error
+from generator.prompts import DEFAULT_PROMPTS, PromptTemplates, build_prompt, load_prompts
+from generator.ratelimits import rate_limit_headers
+from pool.config import ConfigError
+from pool.generation import (
+    GeneratedPage,
+    GenerationError,
+    JobFatalError,
+    PoolFatalError,
+    RetryableError,
+)
+from pool.job import PageJob
+
+__all__ = ["OpenAIPageGenerator"]
+
+_TOKENS_PER_TARGET_WORD = 2  # room for the heading and for languages with longer tokens
+_PROBE_MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Reply with OK."}]
+
+
+class OpenAIPageGenerator:
+    """Writes one page per call with the chat completions API.
+
+    Args:
+        client: the API client, created with `max_retries=0`; this generator closes it in
+            `aclose`.
+        model: default model; a job's `model` overrides it.
+        max_tokens: default completion token limit; a job's `max_tokens` overrides it. Without
+            one, the limit grows to 2 tokens per word of the job's `target_words`.
+        temperature: default sampling temperature; a job's `temperature` overrides it.
+        max_tokens_field: "max_tokens" or "max_completion_tokens", the request field that
+            carries the limit.
+        prompts: the prompt templates (`load_prompts`).
+        probe_timeout_s: timeout of one `probe` request.
+        clock: monotonic seconds, for the latency of a call.
+        wall_clock: Unix seconds, to read a `retry-after` HTTP date.
+    """
+
+    def __init__(
+        self,
+        *,
+        client: AsyncOpenAI,
+        model: str = "gpt-4o-mini",
+        max_tokens: int = 1500,
+        temperature: float = 0.7,
+        max_tokens_field: str = "max_tokens",
+        prompts: PromptTemplates = DEFAULT_PROMPTS,
+        probe_timeout_s: float = 30.0,
+        clock: Callable[[], float] = time.perf_counter,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        if client.max_retries != 0:
+            raise ValueError(
+                f"the openai client retries by itself (max_retries={client.max_retries}); "
+                "create it with max_retries=0, the pool owns retries"
+            )
+        if max_tokens_field not in ("max_tokens", "max_completion_tokens"):
+            raise ValueError(
+                f"max_tokens_field must be max_tokens or max_completion_tokens, not {max_tokens_field!r}"
+            )
+        self._client = client
+        self.model = model
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self.max_tokens_field = max_tokens_field
+        self.prompts = prompts
+        self.probe_timeout_s = probe_timeout_s
+        self._clock = clock
+        self._wall_clock = wall_clock
+        key = getattr(client, "api_key", None)
+        self._secrets: tuple[str, ...] = (key,) if isinstance(key, str) and key else ()
+        self._closed = False
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: GeneratorSettings,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+    ) -> Self:
+        """Build the client and the generator from settings (the CLI's job).
+
+        Args:
+            settings: the generator settings; PROMPT_TEMPLATE_FILE is loaded and checked here.
+            api_key: used instead of OPENAI_API_KEY (e.g. a placeholder for the simulator).
+            base_url: used instead of OPENAI_BASE_URL (e.g. the simulator's URL).
+
+        Raises:
+            ConfigError: no API key, or a bad prompt template.
+        """
+        if api_key is None and settings.openai_api_key is not None:
+            api_key = settings.openai_api_key.get_secret_value()
+        if not api_key:
+            raise ConfigError("OPENAI_API_KEY: not set")
+        prompts = load_prompts(settings.prompt_template_file)
+        client = AsyncOpenAI(
+            api_key=api_key,
+            base_url=base_url or settings.openai_base_url,
+            organization=settings.openai_organization,
+            project=settings.openai_project,
+            max_retries=0,
+        )
+        return cls(
+            client=client,
+            model=settings.openai_model,
+            max_tokens=settings.openai_max_tokens,
+            temperature=settings.openai_temperature,
+            max_tokens_field=settings.openai_max_tokens_field,
+            prompts=prompts,
+            probe_timeout_s=settings.probe_timeout_s,
+        )
+
+    def __repr__(self) -> str:
+        return f"OpenAIPageGenerator(model={self.model!r}, base_url={str(self._client.base_url)!r})"
+
+    async def generate(self, job: PageJob, *, timeout_s: float) -> GeneratedPage:
+        """Write one page with one HTTP request; raise a `GenerationError` if it fails.
+
+        Args:
+            job: the page to write.
+            timeout_s: deadline of the whole request (connect, wait and read).
+        """
+        model = job.model or self.model
+        max_tokens = self._max_tokens_of(job)
+        temperature = job.temperature if job.temperature is not None else self.temperature
+        prompt = build_prompt(job, max_tokens=max_tokens, prompts=self.prompts)
+        messages: list[ChatCompletionMessageParam] = [
+            {"role": "system", "content": prompt.system},
+            {"role": "user", "content": prompt.user},
+        ]
+        started = self._clock()
+        try:
+            completion, headers = await self._complete(
+                model=model,
+                messages=messages,
+                limit=max_tokens,
+                temperature=temperature,
+                timeout_s=timeout_s,
+            )
+        except GenerationError as err:
+            raise self._for_job(err, job) from None
+        latency_s = self._clock() - started
+        page = _page_from(completion, model=model, max_tokens=max_tokens)
+        page = replace(page, latency_s=latency_s, rate_limits=rate_limit_headers(headers))
+        logger.debug(
+            "page {}/{} of {} written by {} in {:.2f}s ({} tokens)",
+            job.page_index + 1,
+            job.total_pages,
+            job.ebook_id,
+            page.model,
+            latency_s,
+            page.completion_tokens,
+        )
+        return page
+
+    async def probe(self) -> None:
+        """Check with a 1-token completion that the key, the model and the quota work again.
+
+        A completion, not a model listing: only a completion meets `insufficient_quota`.
+        Raises `PoolFatalError` while any of them is broken and `RetryableError` while the API
+        is just unavailable. A 400-class rejection of the probe's own tiny request passes: the
+        key, the model and the quota were accepted.
+        """
+        try:
+            await self._complete(
+                model=self.model,
+                messages=_PROBE_MESSAGES,
+                limit=1,
+                temperature=None,
+                timeout_s=self.probe_timeout_s,
+            )
+        except JobFatalError as err:
+            logger.warning("probe request rejected, treating the API as usable: {}", err.reason)
+
+    async def aclose(self) -> None:
+        """Close the HTTP client. Safe to call twice."""
+        if not self._closed:
+            self._closed = True
+            await self._client.close()
+
+    async def _complete(
+        self,
+        *,
+        model: str,
+        messages: list[ChatCompletionMessageParam],
+        limit: int,
+        temperature: float | None,
+        timeout_s: float,
+    ) -> tuple[ChatCompletion, Any]:
+        """One chat completion request: the parsed answer and its headers, or a pool error."""
+        extra: dict[str, Any] = {self.max_tokens_field: limit}
+        if temperature is not None:
+            extra["temperature"] = temperature
+        try:
+            # The SDK's timeout bounds each network phase; asyncio.timeout bounds their sum.
+            async with asyncio.timeout(timeout_s):
+                raw = await self._client.chat.completions.with_raw_response.create(
+                    model=model, messages=messages, timeout=timeout_s, **extra
+                )
+                completion = raw.parse()
+        except Exception as exc:
+            raise classify_error(
+                exc, secrets=self._secrets, now_s=self._wall_clock(), timeout_s=timeout_s
+            ) from None
+        if not isinstance(completion, ChatCompletion):
+            raise RetryableError(
+                f"{MALFORMED}: answer is {type(completion).__name__}, not a chat completion",
+                status=raw.status_code,
+                code=MALFORMED,
+            )
+        return completion, raw.headers
+
+    def _max_tokens_of(self, job: PageJob) -> int:
+        if job.max_tokens is not None:
+            return job.max_tokens
+        if job.target_words is not None:
+            return max(self.max_tokens, job.target_words * _TOKENS_PER_TARGET_WORD)
+        return self.max_tokens
+
+    def _for_job(self, err: GenerationError, job: PageJob) -> GenerationError:
+        # An unknown model that only this job asked for is this job's problem, not the pool's.
+        if (
+            isinstance(err, PoolFatalError)
+            and err.status == 404
+            and job.model is not None
+            and job.model != self.model
+        ):
+            return JobFatalError(
+                f"the job's model {job.model!r} was not found: {err.reason}",
+                status=err.status,
+                code=err.code,
+            )
+        return err
+
+
+def _page_from(completion: ChatCompletion, *, model: str, max_tokens: int) -> GeneratedPage:
+    """The page in a completion, or the error that says why there is none."""
+    # The SDK builds responses without validation, so a field may be missing or of a wrong type.
+    try:
+        choice = completion.choices[0]
+        message = choice.message
+        content = message.content
+        refusal = getattr(message, "refusal", None)
+        finish_reason = choice.finish_reason
+    except (AttributeError, IndexError, TypeError, KeyError):
+        raise RetryableError(
+            f"{MALFORMED}: the answer has no choices[0].message", code=MALFORMED
+        ) from None
+    if refusal:
+        raise JobFatalError(
+            f"refusal: the model declined to write the page: {str(refusal)[:200]}", code="refusal"
+        )
+    if finish_reason == "content_filter":
+        raise JobFatalError(
+            "content_filter: the page was withheld by the content filter", code="content_filter"
+        )
+    if finish_reason == "length":
+        raise RetryableError(
+            f"length: the page was cut off at the token limit (max_tokens={max_tokens})",
+            code="length",
+        )
+    if not isinstance(content, str) or not content.strip():
+        raise RetryableError("empty_content: the answer has no text", code="empty_content")
+    usage = getattr(completion, "usage", None)
+    return GeneratedPage(
+        content=content.strip(),
+        model=getattr(completion, "model", None) or model,
+        finish_reason=str(finish_reason or "stop"),
+        prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+        completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+    )

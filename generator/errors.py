@@ -30,8 +30,9 @@ __all__ = ["MALFORMED", "classify_error", "redact"]
 #: The `code` of errors about an answer that is not a well-formed chat completion.
 MALFORMED = "malformed_response"
 
-_KEY_SHAPED = re.compile(r"\b(sk|rk|pk)-[A-Za-z0-9_*\-.]{4,}")
+_KEY_SHAPED = re.compile(r"\b(sk|rk|pk)-[A-Za-z0-9_*\-]{4,}")
 _SPACES = re.compile(r"\s+")
+_HTML_TITLE = re.compile(r"<title>([^<]{1,200})</title>", re.IGNORECASE)
 _MAX_REASON = 400
 
 _POOL_FATAL_HINTS = {
@@ -78,7 +79,7 @@ def classify_error(
         )
     if isinstance(exc, json.JSONDecodeError):
         return RetryableError(
-            _line(f"{MALFORMED}: body is not JSON: {exc.msg} at char {exc.pos}", secrets),
+            _line(f"{MALFORMED}: body is not JSON: {exc.msg} (char {exc.pos})", secrets),
             code=MALFORMED,
         )
     return RetryableError(_line(f"unexpected {type(exc).__name__}: {exc}", secrets))
@@ -135,7 +136,8 @@ def _api_message(exc: openai.APIStatusError) -> str:
         if isinstance(message, str) and message:
             return message
     if isinstance(body, str) and body.strip():
-        return body.strip()
+        title = _HTML_TITLE.search(body)
+        return f"HTML page '{title.group(1).strip()}'" if title else body.strip()
     return "no message"
 
 

@@ -231,10 +231,14 @@ class OpenAIPageGenerator:
                 raw = await self._client.chat.completions.with_raw_response.create(
                     model=model, messages=messages, timeout=timeout_s, **extra
                 )
-                completion = raw.parse()
         except Exception as exc:
-            raise classify_error(
-                exc, secrets=self._secrets, now_s=self._wall_clock(), timeout_s=timeout_s
+            raise self._classify(exc, timeout_s=timeout_s) from None
+        try:
+            completion = raw.parse()
+        except Exception as exc:  # a 2xx whose body is not a completion
+            err = self._classify(exc, timeout_s=timeout_s)
+            raise RetryableError(
+                f"HTTP {raw.status_code} {err.reason}", status=raw.status_code, code=err.code
             ) from None
         if not isinstance(completion, ChatCompletion):
             raise RetryableError(
@@ -243,6 +247,11 @@ class OpenAIPageGenerator:
                 code=MALFORMED,
             )
         return completion, raw.headers
+
+    def _classify(self, exc: Exception, *, timeout_s: float) -> GenerationError:
+        return classify_error(
+            exc, secrets=self._secrets, now_s=self._wall_clock(), timeout_s=timeout_s
+        )
 
     def _max_tokens_of(self, job: PageJob) -> int:
         if job.max_tokens is not None:

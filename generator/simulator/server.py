@@ -1,0 +1,594 @@
+"""`Simulator`: an OpenAI-compatible HTTP server on aiohttp, with rate limits and faults.
+
+The real openai SDK talks to it unchanged::
+
+    async with Simulator(SimulatorConfig(rpm=60)) as sim:
+        client = AsyncOpenAI(api_key="sk-sim", base_url=sim.base_url, max_retries=0)
+        ...
+        sim.update(bad_key=True)          # flip a switch at runtime
+        assert sim.stats["by_status"] == {"200": 3, "401": 1}
+
+Endpoints: `POST /v1/chat/completions` (also `stream: true`), `GET /v1/models`,
+`GET /v1/models/{id}`; control: `GET /_sim/stats`, `POST /_sim/stats/reset`,
+`GET /_sim/config`, `POST /_sim/config` (a JSON object of the fields to change).
+
+Order of checks for a completion: key (401), body (400), permission (403), model (404),
+quota (429 insufficient_quota), rate limits (429 rate_limit_exceeded), then a `[sim:...]`
+marker in the prompt, the context window (400), a random fault, and finally the page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from email.utils import formatdate
+from types import TracebackType
+from typing import Any, Self
+
+from aiohttp import web
+from loguru import logger
+
+from generator.simulator import bodies
+from generator.simulator.config import SimulatorConfig, replace_config
+from generator.simulator.faults import Fault, Kind, draw_fault, find_marker
+from generator.simulator.limiter import RateLimiter, format_duration
+from generator.simulator.stats import SimulatorStats, StatsRecorder
+from generator.simulator.text import Page, count_tokens, cut_page, write_page
+
+__all__ = ["Simulator"]
+
+# Where a handler leaves what it served, for the counting middleware.
+_KIND = web.RequestKey("sim_kind", Kind)
+_TOKENS = web.RequestKey("sim_tokens", tuple[int, int])
+_RATE_HEADERS = web.RequestKey("sim_rate_headers", dict[str, str])
+_DEFAULT_MAX_TOKENS = 4096
+_STREAM_WORDS = 8  # words per stream chunk
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Simulator:
+    """A simulated OpenAI API, in-process or as the body of `run_simulator`.
+
+    Args:
+        config: initial behaviour; change it later with `update`.
+        host: interface to listen on.
+        port: port to listen on; 0 picks a free one (see `base_url` after `start`).
+        clock: monotonic seconds, for the rate limits.
+        shutdown_timeout_s: on `stop`, how long answers in progress may take to finish.
+    """
+
+    def __init__(
+        self,
+        config: SimulatorConfig | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        clock: Callable[[], float] = time.monotonic,
+        shutdown_timeout_s: float = 1.0,
+    ) -> None:
+        self._config = config or SimulatorConfig()
+        self._host = host
+        self._port = port
+        self._clock = clock
+        self._shutdown_timeout_s = shutdown_timeout_s
+        self._limiter = self._new_limiter(self._config)
+        self._rng = random.Random(self._config.seed)
+        self._stats = StatsRecorder()
+        self._stopping = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self._url: str | None = None
+
+    # -- control -------------------------------------------------------------------------
+
+    @property
+    def config(self) -> SimulatorConfig:
+        """The behaviour now."""
+        return self._config
+
+    def update(self, **changes: Any) -> SimulatorConfig:
+        """Change some settings now, e.g. `update(bad_key=True)`; returns the new config.
+
+        Setting rpm, tpm or rate_window_s (even to the same value) starts the rate limits
+        afresh, full; setting seed restarts the fault draws. Raises ValueError (one line,
+        naming the field) for a bad value.
+        """
+        new = replace_config(self._config, changes)
+        self._config = new
+        if {"rpm", "tpm", "rate_window_s"} & set(changes):
+            self._limiter = self._new_limiter(new)
+        if "seed" in changes:
+            self._rng = random.Random(new.seed)
+        return new
+
+    @property
+    def stats(self) -> SimulatorStats:
+        """What was served since start or the last `reset_stats`."""
+        return self._stats.snapshot()
+
+    def reset_stats(self) -> None:
+        """Start counting from zero."""
+        self._stats.reset()
+
+    @property
+    def url(self) -> str:
+        """Root URL of the running server, e.g. http://127.0.0.1:50123."""
+        if self._url is None:
+            raise RuntimeError("the simulator is not running; call start() first")
+        return self._url
+
+    @property
+    def base_url(self) -> str:
+        """The URL to give the openai SDK (OPENAI_BASE_URL): the root URL + /v1."""
+        return f"{self.url}/v1"
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        """The aiohttp application (routes and the counting middleware)."""
+        app = web.Application(middlewares=[self._count])
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/v1/models/{model}", self._model)
+        app.router.add_route("*", "/v1/{tail:.*}", self._unknown)
+        app.router.add_get("/_sim/stats", self._get_stats)
+        app.router.add_post("/_sim/stats/reset", self._reset_stats)
+        app.router.add_get("/_sim/config", self._get_config)
+        app.router.add_post("/_sim/config", self._post_config)
+        return app
+
+    async def start(self) -> str:
+        """Start listening; returns `base_url`."""
+        if self._runner is not None:
+            return self.base_url
+        self._stopping.clear()
+        runner = web.AppRunner(
+            self.app(),
+            access_log=None,
+            handler_cancellation=True,  # a client that gives up cancels its handler
+            shutdown_timeout=self._shutdown_timeout_s,
+        )
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self._host, self._port, backlog=4096)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        host, port = runner.addresses[0][:2]
+        host = f"[{host}]" if ":" in host else host
+        self._url = f"http://{host}:{port}"
+        logger.info("OpenAI simulator listening on {}", self.base_url)
+        return self.base_url
+
+    async def stop(self) -> None:
+        """Stop listening and end hanging answers. Safe to call twice."""
+        runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        self._stopping.set()
+        await runner.cleanup()
+        self._url = None
+        logger.info("OpenAI simulator stopped")
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # -- middleware and control endpoints ------------------------------------------------
+
+    @web.middleware
+    async def _count(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
+        if not request.path.startswith("/v1/"):
+            return await handler(request)
+        self._stats.begin()
+        status: int | None = None
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            kind = request.get(_KIND, Kind.OK)
+            prompt_tokens, completion_tokens = request.get(_TOKENS, (0, 0))
+            self._stats.end(
+                kind=kind,
+                status=None if kind in (Kind.HANG, Kind.DROP) else status,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+            )
+
+    async def _get_stats(self, request: web.Request) -> web.Response:
+        return web.json_response(self.stats)
+
+    async def _reset_stats(self, request: web.Request) -> web.Response:
+        self.reset_stats()
+        return web.json_response(self.stats)
+
+    async def _get_config(self, request: web.Request) -> web.Response:
+        return web.json_response(self._config.to_json())
+
+    async def _post_config(self, request: web.Request) -> web.Response:
+        try:
+            changes = await request.json()
+            if not isinstance(changes, dict):
+                raise ValueError("the body must be a JSON object of settings to change")
+            self.update(**changes)
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response(self._config.to_json())
+
+    # -- the API -------------------------------------------------------------------------
+
+    async def _models(self, request: web.Request) -> web.Response:
+        if (refused := self._check_key(request)) is not None:
+            return refused
+        models = self._config.models or ("sim-writer",)
+        return self._json(
+            request, {"object": "list", "data": [bodies.model_body(m) for m in models]}
+        )
+
+    async def _model(self, request: web.Request) -> web.Response:
+        if (refused := self._check_key(request)) is not None:
+            return refused
+        model = request.match_info["model"]
+        config = self._config
+        if config.permission_denied:
+            return self._error(request, Kind.PERMISSION_DENIED, "permission_denied", model=model)
+        if config.models and model not in config.models:
+            return self._error(request, Kind.MODEL_NOT_FOUND, "model_not_found", model=model)
+        return self._json(request, bodies.model_body(model))
+
+    async def _unknown(self, request: web.Request) -> web.Response:
+        request[_KIND] = Kind.BAD_REQUEST
+        body = bodies.error_body(
+            f"Invalid URL ({request.method} {request.path})",
+            type_="invalid_request_error",
+            code=None,
+        )
+        return self._json(request, body, status=404)
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        config = self._config  # one request sees one configuration
+        if (refused := self._check_key(request)) is not None:
+            return refused
+        try:
+            body = await request.json()
+            model, messages, max_tokens = _read_chat_request(body)
+        except ValueError as exc:
+            request[_KIND] = Kind.BAD_REQUEST
+            error = bodies.error_body(str(exc), type_="invalid_request_error", code=None)
+            return self._json(request, error, status=400)
+        if config.permission_denied:
+            return self._error(request, Kind.PERMISSION_DENIED, "permission_denied", model=model)
+        if config.models and model not in config.models:
+            return self._error(request, Kind.MODEL_NOT_FOUND, "model_not_found", model=model)
+        if config.insufficient_quota:
+            return self._error(request, Kind.INSUFFICIENT_QUOTA, "insufficient_quota")
+        prompt = "\n\n".join(messages)
+        prompt_tokens = count_tokens(prompt) + 4 * len(messages)
+        admission = self._limiter.admit(prompt_tokens + max_tokens)
+        if config.ratelimit_headers and admission.headers:
+            request[_RATE_HEADERS] = admission.headers
+        if not admission.allowed:
+            return self._rate_limited(
+                request,
+                config,
+                model,
+                admission.limit_kind,
+                admission.limit,
+                admission.wait_s,
+                1 if admission.limit_kind == "requests" else prompt_tokens + max_tokens,
+            )
+        fault = find_marker(prompt)
+        if fault is None and prompt_tokens + max_tokens > config.context_window:
+            fault = Fault(Kind.CONTEXT_LENGTH)
+        if fault is None:
+            fault = draw_fault(config, self._rng)
+        return await self._answer(
+            request,
+            config,
+            fault,
+            model=model,
+            prompt=prompt,
+            prompt_tokens=prompt_tokens,
+            max_tokens=max_tokens,
+            stream=bool(body.get("stream")),
+            include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
+        )
+
+    async def _answer(
+        self,
+        request: web.Request,
+        config: SimulatorConfig,
+        fault: Fault | None,
+        *,
+        model: str,
+        prompt: str,
+        prompt_tokens: int,
+        max_tokens: int,
+        stream: bool,
+        include_usage: bool,
+    ) -> web.StreamResponse:
+        """The answer to a request that passed the checks, with `fault` if one was chosen."""
+        kind = fault.kind if fault is not None else Kind.OK
+        if kind is Kind.CONTEXT_LENGTH:
+            return self._error(
+                request,
+                kind,
+                "context_length",
+                window=config.context_window,
+                total=prompt_tokens + max_tokens,
+                prompt=prompt_tokens,
+                completion=max_tokens,
+            )
+        if kind in (Kind.CONTENT_POLICY, Kind.INVALID_PROMPT):
+            return self._error(request, kind, kind.value)
+        if kind is Kind.STATUS:
+            assert fault is not None
+            return self._status_error(request, fault)
+        if kind is Kind.SERVER_ERROR:
+            await self._sleep(config, 0)
+            return self._server_error(request)
+        if kind is Kind.HANG:
+            request[_KIND] = kind
+            # Ends when the client gives up (handler cancellation), on stop(), or after hang_s.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=config.hang_s)
+            return _drop(request)
+        if kind is Kind.DROP:
+            request[_KIND] = kind
+            return _drop(request)
+
+        page = write_page(prompt, max_tokens=max_tokens, seed=config.seed)
+        content: str | None = page.text
+        refusal: str | None = None
+        finish_reason = "length" if page.truncated else "stop"
+        if kind is Kind.OK and page.truncated:
+            kind = Kind.TRUNCATED
+        elif kind is Kind.TRUNCATED and not page.truncated:
+            page = cut_page(page.text, tokens=max(1, page.tokens // 2))
+            finish_reason = "length"
+        elif kind is Kind.EMPTY:
+            page, content, finish_reason = Page("", 0, False), "", "stop"
+        elif kind is Kind.REFUSAL:
+            refusal = bodies.REFUSAL_TEXT
+            page, content, finish_reason = Page("", count_tokens(refusal), False), None, "stop"
+        elif kind is Kind.CONTENT_FILTER:
+            page, content, finish_reason = Page("", 0, False), None, "content_filter"
+        request[_KIND] = kind
+        request[_TOKENS] = (prompt_tokens, page.tokens)
+        completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        if stream:
+            return await self._stream(
+                request,
+                config,
+                kind,
+                completion_id=completion_id,
+                model=model,
+                content=content,
+                refusal=refusal,
+                finish_reason=finish_reason,
+                usage=(prompt_tokens, page.tokens),
+                include_usage=include_usage,
+            )
+        await self._sleep(config, page.tokens)
+        body = bodies.completion_body(
+            completion_id=completion_id,
+            model=model,
+            content=content,
+            refusal=refusal,
+            finish_reason=finish_reason,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=page.tokens,
+        )
+        if kind is Kind.NO_CHOICES:
+            del body["choices"]
+        if kind is Kind.MALFORMED:
+            text = json.dumps(body)
+            return self._raw(request, text[: len(text) // 2], content_type="application/json")
+        return self._json(request, body)
+
+    async def _stream(
+        self,
+        request: web.Request,
+        config: SimulatorConfig,
+        kind: Kind,
+        *,
+        completion_id: str,
+        model: str,
+        content: str | None,
+        refusal: str | None,
+        finish_reason: str,
+        usage: tuple[int, int],
+        include_usage: bool,
+    ) -> web.StreamResponse:
+        """The answer as server-sent events: role, content pieces, finish, usage, [DONE]."""
+        response = web.StreamResponse(headers=self._headers(request, "text/event-stream"))
+        await self._sleep(config, 0)
+        await response.prepare(request)
+
+        async def send(data: dict[str, Any] | str) -> None:
+            text = data if isinstance(data, str) else json.dumps(data)
+            await response.write(f"data: {text}\n\n".encode())
+
+        def chunk(delta: dict[str, Any] | None, **extra: Any) -> dict[str, Any]:
+            return bodies.chunk_body(completion_id=completion_id, model=model, delta=delta, **extra)
+
+        if kind in (Kind.MALFORMED, Kind.NO_CHOICES):
+            await send('{"id": "' + completion_id + '", "choices": [{"delta": ')
+            await response.write_eof()
+            return response
+        await send(chunk({"role": "assistant", "content": "", "refusal": None}))
+        if refusal is not None:
+            await send(chunk({"refusal": refusal}))
+        words = (content or "").split(" ")
+        for start in range(0, len(words) if content else 0, _STREAM_WORDS):
+            piece = " ".join(words[start : start + _STREAM_WORDS])
+            piece = piece if start == 0 else " " + piece
+            await self._sleep(config, count_tokens(piece), fixed=False)
+            await send(chunk({"content": piece}))
+        await send(chunk({}, finish_reason=finish_reason))
+        if include_usage:
+            await send(chunk(None, usage=usage))
+        await send("[DONE]")
+        await response.write_eof()
+        return response
+
+    # -- answers -------------------------------------------------------------------------
+
+    def _check_key(self, request: web.Request) -> web.Response | None:
+        auth = request.headers.get("Authorization", "")
+        key = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
+        if not key:
+            return self._error(request, Kind.BAD_KEY, "no_key")
+        if self._config.bad_key:
+            return self._error(request, Kind.BAD_KEY, "bad_key", key=bodies.mask_key(key))
+        return None
+
+    def _error(self, request: web.Request, kind: Kind, name: str, **values: Any) -> web.Response:
+        status, type_, code, param, message = bodies.ERRORS[name]
+        request[_KIND] = kind
+        body = bodies.error_body(message.format(**values), type_=type_, code=code, param=param)
+        return self._json(request, body, status=status)
+
+    def _status_error(self, request: web.Request, fault: Fault) -> web.Response:
+        request[_KIND] = Kind.STATUS
+        type_ = "server_error" if fault.status >= 500 else "invalid_request_error"
+        body = bodies.error_body(f"Simulated error {fault.status}.", type_=type_, code=fault.code)
+        return self._json(request, body, status=fault.status)
+
+    def _server_error(self, request: web.Request) -> web.Response:
+        request[_KIND] = Kind.SERVER_ERROR
+        status = self._rng.choice((500, 502, 503))
+        if status == 502:
+            return self._raw(request, bodies.BAD_GATEWAY_HTML, content_type="text/html", status=502)
+        return self._error(
+            request, Kind.SERVER_ERROR, "server_error" if status == 500 else "overloaded"
+        )
+
+    def _rate_limited(
+        self,
+        request: web.Request,
+        config: SimulatorConfig,
+        model: str,
+        limit_kind: str,
+        limit: int,
+        wait_s: float,
+        requested: int,
+    ) -> web.Response:
+        request[_KIND] = Kind.RATE_LIMITED
+        headers: dict[str, str] = {}
+        hint = config.retry_hint
+        never = math.isinf(wait_s)
+        if not never and hint in ("all", "ms"):
+            headers["retry-after-ms"] = str(math.ceil(wait_s * 1000))
+        if not never and hint in ("all", "seconds"):
+            headers["retry-after"] = str(math.ceil(wait_s))
+        if not never and hint == "date":
+            headers["retry-after"] = formatdate(time.time() + math.ceil(wait_s), usegmt=True)
+        wait = format_duration(wait_s) if not never and hint in ("all", "message") else None
+        message = bodies.rate_limit_message(
+            model=model,
+            kind=limit_kind,
+            limit=limit,
+            requested=requested,
+            wait=wait,
+            too_large=never,
+        )
+        body = bodies.error_body(message, type_=limit_kind, code="rate_limit_exceeded")
+        return self._json(request, body, status=429, extra_headers=headers)
+
+    async def _sleep(self, config: SimulatorConfig, tokens: int, *, fixed: bool = True) -> None:
+        delay = (config.latency_s if fixed else 0.0) + config.latency_per_token_s * tokens
+        if delay > 0 and config.jitter > 0:
+            delay *= self._rng.uniform(1 - config.jitter, 1 + config.jitter)
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    def _headers(self, request: web.Request, content_type: str) -> dict[str, str]:
+        headers = {"Content-Type": content_type, "x-request-id": f"req_{uuid.uuid4().hex}"}
+        rate = request.get(_RATE_HEADERS)
+        if rate is None and self._config.ratelimit_headers:
+            rate = self._limiter.headers()
+        headers.update(rate or {})
+        return headers
+
+    def _json(
+        self,
+        request: web.Request,
+        body: Mapping[str, Any],
+        *,
+        status: int = 200,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> web.Response:
+        return self._raw(
+            request,
+            json.dumps(body),
+            content_type="application/json",
+            status=status,
+            extra_headers=extra_headers,
+        )
+
+    def _raw(
+        self,
+        request: web.Request,
+        text: str,
+        *,
+        content_type: str,
+        status: int = 200,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> web.Response:
+        headers = self._headers(request, content_type)
+        headers.update(extra_headers or {})
+        return web.Response(text=text, status=status, headers=headers)
+
+    def _new_limiter(self, config: SimulatorConfig) -> RateLimiter:
+        return RateLimiter(
+            rpm=config.rpm, tpm=config.tpm, window_s=config.rate_window_s, clock=self._clock
+        )
+
+
+def _read_chat_request(body: Any) -> tuple[str, list[str], int]:
+    """The model, message texts and token limit of a chat request; ValueError if malformed."""
+    if not isinstance(body, dict):
+        raise ValueError("We could not parse the JSON body of your request.")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise ValueError("you must provide a model parameter")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ValueError("Missing required parameter: 'messages'.")
+    texts = []
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):  # content parts: [{"type": "text", "text": "..."}]
+            content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+        texts.append(content if isinstance(content, str) else "")
+    limit = body.get("max_completion_tokens") or body.get("max_tokens") or _DEFAULT_MAX_TOKENS
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise ValueError(f"Invalid 'max_tokens': expected an integer >= 1, got {limit!r}.")
+    return model, texts, limit
+
+
+def _drop(request: web.Request) -> web.Response:
+    """Close the connection without an answer; the returned response is never written."""
+    if request.transport is not None:
+        request.transport.close()
+    return web.Response(status=499)

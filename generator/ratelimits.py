@@ -85,7 +85,8 @@ def _reset_s(headers: Mapping[str, str]) -> float | None:
         s for k, s in resets.items() if headers.get(f"{RATE_LIMIT_PREFIX}remaining-{k}") == "0"
     ]
     candidates = exhausted or list(resets.values())
-    return max(candidates) if candidates else None
+    longest = max(candidates, default=0.0)
+    return longest if longest > 0 else None  # "resets in 0ms" says nothing about a refusal
 
 
 def _number(value: str | None) -> float | None:

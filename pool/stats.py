@@ -59,7 +59,7 @@ class Stats:
         while self._finished_at and self._finished_at[0] < now - _WINDOW_S:
             self._finished_at.popleft()
         uptime = now - self.started
-        window = min(uptime, _WINDOW_S) or 1.0
+        window = max(min(uptime, _WINDOW_S), 1.0)
         ordered = sorted(self._durations)
         return StatsSnapshot(
             uptime_s=uptime,

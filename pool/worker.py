@@ -19,7 +19,7 @@ import os
 import secrets
 import signal
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from loguru import logger
@@ -29,7 +29,13 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from pool.clock import monotonic, now_ms
 from pool.config import PoolSettings
-from pool.generation import GeneratedPage, JobFatalError, PageGenerator, PoolFatalError
+from pool.generation import (
+    GeneratedPage,
+    GenerationError,
+    JobFatalError,
+    PageGenerator,
+    PoolFatalError,
+)
 from pool.job import InvalidJob, PageJob, decode_job
 from pool.keys import Keys
 from pool.retry import is_retryable, wait_policy
@@ -141,9 +147,7 @@ class Pool:
         finally:
             for sig in signals:
                 loop.remove_signal_handler(sig)
-            for task in self._tasks:
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await _cancel_all(self._tasks)
             await self.generator.aclose()
 
     # --- shutdown ---------------------------------------------------------------------------
@@ -156,8 +160,7 @@ class Pool:
     ) -> None:
         grace = self.settings.shutdown_grace_s
         self._hard_deadline = monotonic() + grace + _WRITE_DRAIN_S
-        claimer.cancel()
-        await asyncio.gather(claimer, return_exceptions=True)
+        await _cancel_all([claimer])
         # Jobs claimed but not started stay in the processing list and are given back below.
         while not self._handoff.empty():
             self._handoff.get_nowait()
@@ -167,14 +170,10 @@ class Pool:
         if busy:
             logger.info(f"[Worker Pool] Waiting up to {grace:.0f}s for {busy} in-flight jobs...")
         _, pending = await asyncio.wait(workers, timeout=grace)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+        await _cancel_all(pending)
         if self._writes:
             await asyncio.wait(self._writes, timeout=max(0.1, self._hard_deadline - monotonic()))
-        for task in housekeeping:
-            task.cancel()
-        await asyncio.gather(*housekeeping, return_exceptions=True)
+        await _cancel_all(housekeeping)
         try:
             n = await asyncio.wait_for(
                 self.store.release(self.id, refund_job_ids=list(self._attempting.values())),
@@ -197,6 +196,9 @@ class Pool:
         while True:
             await self._resumed.wait()
             await self._slots.acquire()
+            if self.paused:  # paused while we waited for a free worker
+                self._slots.release()
+                continue
             want = 1
             while want < _MAX_CLAIM_BATCH and not self._slots.locked():
                 await self._slots.acquire()
@@ -263,6 +265,9 @@ class Pool:
             logger.warning(f"[Worker-{n}] Invalid job sent to the failed list: {exc}")
             await self._fail(raw, None, reason=f"invalid job: {exc}", kind="invalid", attempts=0)
             return
+        if self.paused:  # claimed just before the pause: hand it back untouched
+            await self._give_back(raw, refund_job_id=None)
+            return
         log = logger.bind(worker=n, ebook_id=job.ebook_id, page_index=job.page_index, job_id=job.id)
         where = f"EbookID={job.ebook_id}, PageIndex={job.page_index}"
         max_attempts = self.settings.max_attempts
@@ -281,7 +286,7 @@ class Pool:
             wait_s = state.upcoming_sleep
             log.warning(
                 f"[Worker-{n}] Attempt {attempt}/{max_attempts} failed for {where}: "
-                f"{_reason(exc)}; retrying in {wait_s:.1f}s"
+                f"{_reason(exc)}; retrying in {wait_s:.2f}s"
             )
 
         retrying = AsyncRetrying(
@@ -568,6 +573,19 @@ class Pool:
         return self._stopping.is_set()
 
 
+async def _cancel_all(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel tasks and wait for them, cancelling again until they end.
+
+    redis-py (seen with 8.1) sometimes swallows a CancelledError that lands while it reads a
+    reply, and the task carries on; a single cancel() is not enough to stop a loop doing I/O.
+    """
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.05)
+
+
 class _OutOfAttempts(Exception):
     def __init__(self, attempts: int) -> None:
         super().__init__(attempts)
@@ -577,6 +595,8 @@ class _OutOfAttempts(Exception):
 def _reason(exc: BaseException | None) -> str:
     if exc is None:
         return "unknown error"
+    if isinstance(exc, GenerationError):
+        return exc.reason
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     name = type(exc).__name__
     return text if text and name in text else (f"{name}: {text}" if text else name)

@@ -16,7 +16,7 @@ from pool import GeneratedPage, PageJob, Pool, PoolSettings
 from pool.keys import Keys
 
 KEYS = Keys()
-Outcome = BaseException | GeneratedPage | None
+Outcome = BaseException | GeneratedPage | object | None
 
 
 @dataclass
@@ -42,8 +42,8 @@ class FakeGenerator:
         outcome = plan.pop(0) if plan else None
         if isinstance(outcome, BaseException):
             raise outcome
-        if isinstance(outcome, GeneratedPage):
-            return outcome
+        if outcome is not None:
+            return outcome  # a page, or whatever a test wants the pool to receive
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         return GeneratedPage(
@@ -120,7 +120,13 @@ async def running(pool: Pool) -> AsyncIterator[asyncio.Task[None]]:
         yield task
     finally:
         pool.stop()
-        await asyncio.wait_for(task, timeout=15)
+        done, _ = await asyncio.wait([task], timeout=15)
+        if not done:  # show where it is stuck before failing
+            for t in asyncio.all_tasks():
+                t.print_stack(limit=8)
+            task.cancel()
+            raise AssertionError("the pool did not stop within 15 s")
+        task.result()
 
 
 async def pages(redis: Redis, ebook: str, keys: Keys = KEYS) -> dict[int, dict[str, Any]]:

@@ -41,8 +41,9 @@ class RunSpec:
 
     Attributes:
         redis_url: the bench's own redis-server.
-        mode: "throughput" (all jobs enqueued, then the worker starts) or "latency" (idle worker,
-            jobs pushed one at a time).
+        mode: "throughput" (all jobs enqueued, then the worker starts), "latency" (idle worker,
+            jobs pushed one at a time) or "serve" (start the worker and report "done" at once:
+            the parent, which runs several processes, watches for the end itself).
         jobs: number of page jobs.
         concurrency: jobs in flight at once in this process.
         gap_s: latency mode: pause between two pushes.
@@ -81,6 +82,7 @@ class Probe:
 
     jobs: int
     started_at: dict[int, float] = field(default_factory=dict)
+    finished_at: list[float] = field(default_factory=list)
     finished: int = 0
     all_finished: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -91,6 +93,7 @@ class Probe:
     def done(self) -> None:
         """Call last thing in the job function (the library stores the result after it)."""
         self.finished += 1
+        self.finished_at.append(time.perf_counter())
         if self.finished >= self.jobs:
             self.all_finished.set()
 
@@ -158,9 +161,30 @@ async def _throughput(adapter: Adapter, spec: RunSpec, probe: Probe) -> dict[str
         "jobs": spec.jobs,
         "elapsed_s": elapsed_s,
         "jobs_per_s": spec.jobs / elapsed_s,
+        "steady_jobs_per_s": _steady_rate(probe.finished_at),
         "cpu_s": time.process_time() - cpu0,
         "checks": checks,
     }
+
+
+def _steady_rate(finished_at: list[float]) -> float | None:
+    """Jobs per second between the 10th and the 90th percentile of finish times: the rate once
+    the worker is full, without the ramp at the start and the stragglers at the end."""
+    times = sorted(finished_at)
+    if len(times) < 10:
+        return None
+    lo, hi = len(times) // 10, len(times) * 9 // 10
+    span = times[hi] - times[lo]
+    return (hi - lo) / span if span > 0 else None
+
+
+async def _serve(adapter: Adapter, spec: RunSpec, probe: Probe) -> dict[str, Any]:
+    """Scale-out: several processes share one queue, so the parent watches for the end."""
+    await adapter.enqueue_all(spec.jobs)
+    _emit("ready")
+    await _order("go")
+    await adapter.start()
+    return {"jobs": spec.jobs, "checks": 0}
 
 
 async def _latency(adapter: Adapter, spec: RunSpec, probe: Probe) -> dict[str, Any]:
@@ -183,7 +207,7 @@ async def _drive(adapter: Adapter, spec: RunSpec) -> None:
     probe = Probe(jobs=spec.jobs)
     await adapter.open(spec, probe)
     try:
-        run = _throughput if spec.mode == "throughput" else _latency
+        run = {"throughput": _throughput, "latency": _latency, "serve": _serve}[spec.mode]
         figures = await asyncio.wait_for(run(adapter, spec, probe), RUN_TIMEOUT_S)
         _emit("done", check_commands=dict(adapter.check_commands), **figures)
         await _order("stop")
@@ -196,7 +220,7 @@ def parse_spec(argv: list[str] | None = None) -> RunSpec:
     """The run's `RunSpec` from the command line the parent built."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--redis-url", required=True)
-    parser.add_argument("--mode", choices=["throughput", "latency"], default="throughput")
+    parser.add_argument("--mode", choices=["throughput", "latency", "serve"], default="throughput")
     parser.add_argument("--jobs", type=int, required=True)
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--gap-ms", type=float, default=10.0)

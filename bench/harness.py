@@ -175,8 +175,9 @@ def run_once(
 ) -> dict[str, Any]:
     """One measured run of `target` on an empty `server`.
 
-    Returns the runner's figures plus `commands` (name -> calls, the runner's own completion
-    checks and the parent's INFO/CONFIG taken out), `socket_reads` and `peak_rss_bytes`.
+    Returns the runner's figures (`bench.child`) plus `commands` (name -> calls, with the
+    runner's own completion checks and the parent's INFO/CONFIG taken out), `socket_reads`,
+    `peak_rss_bytes` of the runner and `redis_cpu_s`, the CPU time redis-server spent.
     """
     server.flush()
     child = Child(
@@ -193,9 +194,11 @@ def run_once(
     try:
         child.expect("ready", timeout_s)
         server.reset_stats()
+        redis_cpu0 = server.cpu_s()
         with RssSampler(child.pid) as rss:
             child.send("go")
             done = child.expect("done", timeout_s)
+        redis_cpu_s = server.cpu_s() - redis_cpu0
         counts = server.command_counts()
         reads = server.socket_reads()
         child.send("stop")
@@ -215,4 +218,5 @@ def run_once(
         },
         "socket_reads": max(0, reads - _OWN_READS - checks),
         "peak_rss_bytes": rss.peak_bytes,
+        "redis_cpu_s": redis_cpu_s,
     }

@@ -12,6 +12,7 @@ import tempfile
 import time
 from types import TracebackType
 
+import psutil
 from redis import Redis
 
 __all__ = ["RedisServer", "redis_server_version"]
@@ -96,6 +97,11 @@ class RedisServer:
     def pid(self) -> int:
         assert self._proc is not None
         return self._proc.pid
+
+    def cpu_s(self) -> float:
+        """CPU time (user + system) redis-server has used so far."""
+        times = psutil.Process(self.pid).cpu_times()
+        return float(times.user + times.system)
 
     def flush(self) -> None:
         """Empty the server between two runs (and its slow log)."""

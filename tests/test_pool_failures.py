@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -140,7 +141,7 @@ async def test_exponential_backoff_grows(redis: Redis) -> None:
     async with running(pool):
         await wait_until(lambda: _hlen(redis, KEYS.pages("e"), 1), what="page")
     times = gen.attempts_of("e:0")
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert len(gaps) == 5
     assert max(gaps) <= 0.4 + 0.2  # capped (plus scheduling slack)
     # Full jitter over windows 40, 80, 160, 320, 400 ms: the total is well above the first window.
@@ -226,7 +227,7 @@ async def test_processing_delay_spaces_a_workers_jobs(redis: Redis) -> None:
     async with running(pool):
         await wait_until(lambda: _hlen(redis, KEYS.pages("d"), 3), what="pages")
     starts = sorted(t for _, t in gen.calls)
-    assert all(b - a >= 0.2 for a, b in zip(starts, starts[1:], strict=False))
+    assert all(b - a >= 0.2 for a, b in itertools.pairwise(starts))
 
 
 async def test_workers_run_concurrently_up_to_the_limit(redis: Redis) -> None:

@@ -80,6 +80,7 @@ class Simulator:
         self._limiter = self._new_limiter(self._config)
         self._rng = random.Random(self._config.seed)
         self._stats = StatsRecorder()
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._stopping = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
@@ -114,6 +115,14 @@ class Simulator:
     def reset_stats(self) -> None:
         """Start counting from zero."""
         self._stats.reset()
+
+    async def wait_for_requests(self, count: int) -> None:
+        """Return once `stats["requests"]` has reached `count` (for tests and benchmarks)."""
+        if self._stats.snapshot()["requests"] >= count:
+            return
+        arrived = asyncio.get_running_loop().create_future()
+        self._waiters.append((count, arrived))
+        await arrived
 
     @property
     def url(self) -> str:
@@ -196,6 +205,8 @@ class Simulator:
         if not request.path.startswith("/v1/"):
             return await handler(request)
         self._stats.begin()
+        if self._waiters:
+            self._wake_waiters()
         status: int | None = None
         try:
             response = await handler(request)
@@ -213,6 +224,18 @@ class Simulator:
                 prompt_tokens=prompt_tokens,
                 completion_tokens=completion_tokens,
             )
+
+    def _wake_waiters(self) -> None:
+        requests = self._stats.snapshot()["requests"]
+        waiting = []
+        for count, arrived in self._waiters:
+            if arrived.done():
+                continue
+            if requests >= count:
+                arrived.set_result(None)
+            else:
+                waiting.append((count, arrived))
+        self._waiters = waiting
 
     async def _get_stats(self, request: web.Request) -> web.Response:
         return web.json_response(self.stats)

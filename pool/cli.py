@@ -1,0 +1,488 @@
+"""`ebook-pool`: run the pool, enqueue ebooks, look at the queue, and try it all in a demo.
+
+The only place that builds the real collaborators (Redis client, OpenAI generator) and
+configures logging. Exit codes: 0 ok, 1 the operation failed (unknown ebook, failed ebook,
+Redis unreachable), 2 usage or configuration error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from loguru import logger
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+
+from generator import GeneratorSettings, OpenAIPageGenerator
+from generator.simulator import add_simulator_arguments, run_simulator
+from pool.clock import now_ms
+from pool.config import ConfigError, PoolSettings, load_settings, mask_url
+from pool.connections import command_redis, pool_redis
+from pool.job import InvalidJob, job_schema
+from pool.keys import Keys
+from pool.logs import configure_logging
+from pool.producer import (
+    EbookExists,
+    EbookState,
+    build_jobs,
+    enqueue_ebook,
+    new_ebook_id,
+    read_errors,
+    read_pages,
+    read_status,
+)
+from pool.progress import ProgressBar, wait_for_ebook
+from pool.reports import (
+    failed_data,
+    format_failed,
+    format_pools_report,
+    format_status,
+    pools_report_data,
+    status_data,
+)
+from pool.store import FailedEntry, Store
+from pool.worker import Pool
+
+__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
+
+PROG = "ebook-pool"
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+_REDIS_ERRORS = (redis_errors.RedisError, OSError)
+_OUTLINE_MARKER = re.compile(r"^(#{1,6}|[-*+]|\d+[.)])\s+")
+
+
+class CommandError(Exception):
+    """A command failed in a way the user should read as one line; carries the exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `ebook-pool` command line with `argv` (default: `sys.argv[1:]`); returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse's --help and usage errors
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except CommandError as exc:
+        return _fail(str(exc), exc.code)
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="A Redis-backed worker pool that writes ebook pages with an LLM.",
+        epilog="Configuration comes from environment variables; see README.md.",
+    )
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    p = sub.add_parser("run", help="Run a pool process until SIGTERM/SIGINT (what Railway runs).")
+    p.set_defaults(handler=_cmd_run)
+
+    p = sub.add_parser(
+        "demo",
+        help="Write a sample 12-page ebook end to end, with nothing set up.",
+        description=(
+            "Uses REDIS_URL if set and reachable, else a private redis-server, else an "
+            "in-process fake Redis; uses OPENAI_API_KEY if set, else the built-in simulator."
+        ),
+    )
+    p.add_argument(
+        "--out", type=Path, default=Path("out"), help="Directory for the Markdown (default: out)."
+    )
+    p.set_defaults(handler=_cmd_demo)
+
+    p = sub.add_parser("enqueue", help="Queue every page of one ebook; prints the ebook id.")
+    p.add_argument("--title", required=True, help="Title of the ebook.")
+    p.add_argument("--topic", help="What the book is about (a sentence or a paragraph).")
+    size = p.add_mutually_exclusive_group(required=True)
+    size.add_argument("--pages", type=int, metavar="N", help="Number of pages.")
+    size.add_argument(
+        "--outline-file",
+        type=Path,
+        metavar="PATH",
+        help="One page heading per line ('-' for stdin); sets the number of pages.",
+    )
+    p.add_argument("--language", help="Language to write in (default: English).")
+    p.add_argument("--style", help="Tone and style, e.g. 'friendly, practical'.")
+    p.add_argument("--audience", help="Who the book is for.")
+    p.add_argument("--instructions", help="Extra instructions for every page.")
+    p.add_argument("--model", help="Model for these pages (default: OPENAI_MODEL).")
+    p.add_argument("--target-words", type=int, metavar="N", help="Approximate words per page.")
+    p.add_argument(
+        "--ebook-id", help="Id of the ebook (default: generated, e.g. 1704123456789-abc123)."
+    )
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="Show progress until the ebook is finished; exit 1 if a page failed.",
+    )
+    p.set_defaults(handler=_cmd_enqueue)
+
+    p = sub.add_parser("status", help="Show one ebook's progress and pages.")
+    p.add_argument("ebook_id", metavar="EBOOK_ID")
+    p.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
+    p.set_defaults(handler=_cmd_status)
+
+    p = sub.add_parser("stats", help="Show the queue and the live pool processes.")
+    p.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
+    p.set_defaults(handler=_cmd_stats)
+
+    p = sub.add_parser("failed", help="List, retry or purge failed jobs (the dead letters).")
+    failed_sub = p.add_subparsers(title="actions", metavar="ACTION", required=True)
+    f = failed_sub.add_parser("list", help="Show failed jobs, newest first.")
+    f.add_argument("--ebook", metavar="ID", help="Only the jobs of this ebook.")
+    f.add_argument("--limit", type=int, default=20, metavar="N", help="At most N (default 20).")
+    f.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
+    f.set_defaults(handler=_cmd_failed_list)
+    for action, help_text, handler in (
+        ("retry", "Put failed jobs back on the queue.", _cmd_failed_retry),
+        ("purge", "Delete failed jobs for good.", _cmd_failed_purge),
+    ):
+        f = failed_sub.add_parser(action, help=help_text)
+        which = f.add_mutually_exclusive_group(required=True)
+        which.add_argument("--ebook", metavar="ID", help="Only the jobs of this ebook.")
+        which.add_argument("--all", action="store_true", help="Every failed job.")
+        if action == "purge":
+            f.add_argument("--yes", action="store_true", help="Do not ask for confirmation.")
+        f.set_defaults(handler=handler)
+
+    p = sub.add_parser("schema", help="Print the JSON Schema of a page job (the wire contract).")
+    p.set_defaults(handler=_cmd_schema)
+
+    p = sub.add_parser(
+        "simulate-llm",
+        help="Serve a fake OpenAI-compatible API (see docs/simulator.md).",
+        description="An OpenAI-compatible API that writes fake pages, with rate limits and faults.",
+    )
+    add_simulator_arguments(p)
+    p.set_defaults(handler=_cmd_simulate)
+    return parser
+
+
+# --- run ------------------------------------------------------------------------------------
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    settings = load_settings(PoolSettings)
+    gen_settings = load_settings(GeneratorSettings)
+    if gen_settings.openai_api_key is None and gen_settings.openai_base_url is None:
+        raise ConfigError(
+            "OPENAI_API_KEY: not set (set it, or OPENAI_BASE_URL for a server that needs no "
+            "key; `ebook-pool demo` runs without either)"
+        )
+    configure_logging(
+        fmt=settings.log_format,
+        level=settings.log_level,
+        secrets=secrets_of(settings, gen_settings),
+    )
+    return asyncio.run(_run_pool(settings, gen_settings))
+
+
+async def _run_pool(settings: PoolSettings, gen_settings: GeneratorSettings) -> int:
+    generator = build_generator(gen_settings)
+    redis = pool_redis(settings)
+    try:
+        pool = Pool(redis=redis, generator=generator, settings=settings)
+        logger.info(f"[Worker Pool] Generator: {describe_generator(gen_settings)}")
+        await pool.run(install_signal_handlers=True)
+    except Exception:
+        logger.exception("[Worker Pool] Crashed")
+        return EXIT_FAILED
+    finally:
+        await redis.aclose()
+    return EXIT_OK
+
+
+def build_generator(
+    settings: GeneratorSettings, *, base_url: str | None = None, api_key: str | None = None
+) -> OpenAIPageGenerator:
+    """The OpenAI page generator from settings.
+
+    A server given by OPENAI_BASE_URL (or `base_url`) may need no key: a placeholder is sent.
+
+    Raises:
+        ConfigError: no key and no base URL, or a bad prompt template.
+    """
+    if api_key is None and settings.openai_api_key is None:
+        if base_url is None and settings.openai_base_url is None:
+            raise ConfigError("OPENAI_API_KEY: not set")
+        api_key = "no-key"
+    return OpenAIPageGenerator.from_settings(settings, api_key=api_key, base_url=base_url)
+
+
+def describe_generator(settings: GeneratorSettings, *, base_url: str | None = None) -> str:
+    """Model, API and key of the generator for the start-up log line, the key masked."""
+    url = base_url or settings.openai_base_url
+    key = "set (***)" if settings.openai_api_key is not None else "not set"
+    return (
+        f"model={settings.openai_model}, "
+        f"base URL={mask_url(url) if url else 'OpenAI (default)'}, API key {key}, "
+        f"max tokens={settings.openai_max_tokens}, temperature={settings.openai_temperature}"
+    )
+
+
+def secrets_of(settings: PoolSettings, gen_settings: GeneratorSettings | None) -> list[str]:
+    """The values the logs must never show: API key and URL passwords."""
+    values = [_password(settings.redis_url)]
+    if gen_settings is not None:
+        if gen_settings.openai_api_key is not None:
+            values.append(gen_settings.openai_api_key.get_secret_value())
+        if gen_settings.openai_base_url is not None:
+            values.append(_password(gen_settings.openai_base_url))
+    return [v for v in values if v]
+
+
+def _password(url: str) -> str | None:
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
+
+
+# --- demo, simulator, schema ------------------------------------------------------------------
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from pool.demo import run_demo  # the demo pulls in fakeredis; only load it when asked
+
+    return run_demo(out_dir=args.out)
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(PoolSettings)
+        fmt, level = settings.log_format, settings.log_level
+    except ConfigError:  # the simulator does not need the pool's settings to be right
+        fmt, level = "text", "INFO"
+    configure_logging(fmt=fmt, level=level)
+    return run_simulator(args)
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(job_schema(), indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
+# --- one-shot commands against Redis ---------------------------------------------------------
+
+
+def _one_shot(work: Callable[[Redis, Keys], Awaitable[int]]) -> int:
+    """Run `work` with a short-lived client; an unreachable Redis becomes one line, exit 1."""
+    settings = load_settings(PoolSettings)
+    # Nothing here should log, but if a library does, keep stdout clean for the output.
+    configure_logging(fmt=settings.log_format, level="WARNING", stream=sys.stderr)
+
+    async def go() -> int:
+        redis = command_redis(settings.redis_url)
+        try:
+            return await work(redis, Keys(settings.key_prefix))
+        except _REDIS_ERRORS as exc:
+            raise CommandError(
+                f"cannot reach Redis at {mask_url(settings.redis_url)}: {_one_line(exc)}"
+            ) from None
+        finally:
+            await redis.aclose()
+
+    return asyncio.run(go())
+
+
+def _cmd_enqueue(args: argparse.Namespace) -> int:
+    outline = _read_outline(args.outline_file) if args.outline_file is not None else None
+    ebook_id = args.ebook_id or new_ebook_id()
+    try:
+        jobs = build_jobs(
+            ebook_id=ebook_id,
+            title=args.title,
+            pages=args.pages,
+            outline=outline,
+            topic=args.topic,
+            language=args.language,
+            style=args.style,
+            audience=args.audience,
+            instructions=args.instructions,
+            model=args.model,
+            target_words=args.target_words,
+        )
+    except InvalidJob as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
+
+    async def work(redis: Redis, keys: Keys) -> int:
+        try:
+            await enqueue_ebook(redis, keys, jobs)
+        except EbookExists as exc:
+            raise CommandError(f"{exc}; choose another --ebook-id") from None
+        print(
+            f"Queued {len(jobs)} pages of {args.title!r} as ebook {ebook_id} on {keys.queue}",
+            file=sys.stderr,
+        )
+        print(ebook_id, flush=True)
+        if not args.wait:
+            return EXIT_OK
+        bar = ProgressBar(len(jobs))
+        status = await wait_for_ebook(redis, keys, ebook_id, on_update=bar.update)
+        bar.close()
+        if status is None:
+            raise CommandError(f"ebook {ebook_id} disappeared from Redis while waiting")
+        print(
+            f"Ebook {ebook_id}: {status['state']} "
+            f"({status['done']}/{status['total']} pages, {status['failed']} failed)",
+            file=sys.stderr,
+        )
+        return EXIT_OK if status["state"] == EbookState.DONE else EXIT_FAILED
+
+    return _one_shot(work)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    async def work(redis: Redis, keys: Keys) -> int:
+        status = await read_status(redis, keys, args.ebook_id)
+        if status is None:
+            raise CommandError(
+                f"unknown ebook {args.ebook_id} (nothing at {keys.status(args.ebook_id)})"
+            )
+        pages = await read_pages(redis, keys, args.ebook_id)
+        errors = await read_errors(redis, keys, args.ebook_id)
+        data = status_data(status, pages, errors)
+        print(json.dumps(data, ensure_ascii=False) if args.json else format_status(data))
+        return EXIT_OK
+
+    return _one_shot(work)
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    async def work(redis: Redis, keys: Keys) -> int:
+        store = Store(redis, keys)
+        pools = await store.live_pools()
+        data = pools_report_data(
+            queue_depth=int(await redis.llen(keys.queue)),
+            in_flight=await store.in_flight(list(pools)),
+            failed=int(await redis.llen(keys.failed)),
+            pools=pools,
+        )
+        print(json.dumps(data, ensure_ascii=False) if args.json else format_pools_report(data))
+        return EXIT_OK
+
+    return _one_shot(work)
+
+
+def _cmd_failed_list(args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise CommandError("--limit must be at least 1", EXIT_USAGE)
+
+    async def work(redis: Redis, keys: Keys) -> int:
+        store = Store(redis, keys)
+        total = int(await redis.llen(keys.failed))
+        if args.ebook is None:
+            entries = await store.failed(0, args.limit - 1)
+        else:
+            entries = [e for e in await store.failed() if e.ebook_id == args.ebook]
+            total = len(entries)
+            entries = entries[: args.limit]
+        if args.json:
+            print(json.dumps(failed_data(entries), ensure_ascii=False))
+        else:
+            print(format_failed(entries, total=total))
+        return EXIT_OK
+
+    return _one_shot(work)
+
+
+def _cmd_failed_retry(args: argparse.Namespace) -> int:
+    async def work(redis: Redis, keys: Keys) -> int:
+        store = Store(redis, keys)
+        entries = _select(await store.failed(), args.ebook)
+        invalid = [e for e in entries if e.data.get("errorType") == "invalid"]
+        retried = 0
+        for entry in entries:
+            if entry.data.get("errorType") == "invalid":
+                continue
+            if await store.retry_failed(entry, now_ms=now_ms()):
+                retried += 1
+        print(f"Put {retried} failed jobs back on {keys.queue}.")
+        if invalid:
+            print(
+                f"Left {len(invalid)} invalid payloads in the failed list: they would fail "
+                "again as they are. Fix the producer, then `ebook-pool failed purge`.",
+                file=sys.stderr,
+            )
+        return EXIT_OK
+
+    return _one_shot(work)
+
+
+def _cmd_failed_purge(args: argparse.Namespace) -> int:
+    async def work(redis: Redis, keys: Keys) -> int:
+        store = Store(redis, keys)
+        entries = _select(await store.failed(), args.ebook)
+        if not entries:
+            print("No failed jobs to purge.")
+            return EXIT_OK
+        what = f"{len(entries)} failed jobs" + (f" of ebook {args.ebook}" if args.ebook else "")
+        if not args.yes:
+            _confirm(f"Delete {what} for good?")
+        n = await store.purge_failed(None if args.all else entries)
+        print(f"Deleted {n} failed jobs.")
+        return EXIT_OK
+
+    return _one_shot(work)
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _select(entries: list[FailedEntry], ebook_id: str | None) -> list[FailedEntry]:
+    return entries if ebook_id is None else [e for e in entries if e.ebook_id == ebook_id]
+
+
+def _confirm(question: str) -> None:
+    if not sys.stdin.isatty():
+        raise CommandError("not a terminal: add --yes to purge without a prompt", EXIT_USAGE)
+    answer = input(f"{question} [y/N] ").strip().lower()
+    if answer not in {"y", "yes"}:
+        raise CommandError("nothing deleted", EXIT_FAILED)
+
+
+def _read_outline(path: Path) -> list[str]:
+    """Headings from a file, one per line; blank lines skipped, Markdown markers removed."""
+    try:
+        text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CommandError(f"--outline-file: {exc.strerror or exc}: {path}", EXIT_USAGE) from None
+    headings = [_OUTLINE_MARKER.sub("", line.strip()) for line in text.splitlines()]
+    return [h for h in headings if h]
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return code

@@ -1,0 +1,348 @@
+"""`ebook-pool demo`: the whole path, on a machine where nothing is set up.
+
+It picks the best Redis it can find, and the real API only if there is a key:
+
+- Redis: REDIS_URL if it is set and answers (keys under "ebook-demo" unless KEY_PREFIX is
+  set); else a private redis-server on a free port if the binary is on PATH (removed at the
+  end); else fakeredis in this process, with lupa running the pool's Lua scripts.
+- Text: the OpenAI API if OPENAI_API_KEY (or OPENAI_BASE_URL) is set; else the built-in
+  simulator in this process, which writes simulated placeholder text.
+
+Then it queues a 12-page sample ebook exactly as a producer would, runs a real `Pool` on it
+with a progress bar, writes the book to out/<ebook-id>.md and prints the [Stats] line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import fakeredis
+from redis.asyncio import Redis
+
+from generator import GeneratorSettings
+from generator.simulator import Simulator, SimulatorConfig
+from pool.cli import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    build_generator,
+    describe_generator,
+    secrets_of,
+)
+from pool.config import PoolSettings, load_settings, mask_url
+from pool.connections import pool_redis
+from pool.generation import PageGenerator
+from pool.keys import Keys
+from pool.logs import configure_logging
+from pool.producer import (
+    TERMINAL_STATES,
+    EbookState,
+    build_jobs,
+    enqueue_ebook,
+    new_ebook_id,
+    read_errors,
+    read_pages,
+)
+from pool.progress import BarAwareStream, ProgressBar, wait_for_ebook
+from pool.stats import format_stats
+from pool.worker import Pool
+
+__all__ = ["SAMPLE_OUTLINE", "SAMPLE_TITLE", "SAMPLE_TOPIC", "render_markdown", "run_demo"]
+
+SAMPLE_TITLE = "Sourdough at Home: A Practical Guide for Busy Bakers"
+SAMPLE_TOPIC = (
+    "How to keep a sourdough starter alive and bake a reliable loaf on a normal work-week "
+    "schedule, with everyday equipment and no special skills."
+)
+SAMPLE_OUTLINE = (
+    "Why sourdough is worth the wait",
+    "Flour, water, salt: choosing your ingredients",
+    "Creating a starter from scratch",
+    "Feeding and maintaining your starter",
+    "Reading fermentation: time, temperature and smell",
+    "Mixing and autolyse",
+    "Stretch-and-fold instead of kneading",
+    "Shaping a tight boule",
+    "The cold retard: baking on your own schedule",
+    "Scoring and baking in a Dutch oven",
+    "Troubleshooting dense, flat or sour loaves",
+    "Beyond the boule: baguettes, rolls and pizza",
+)
+
+# Used only for variables the user did not set: the demo should look like production.
+_DEMO_DEFAULTS: Mapping[str, Any] = {
+    "key_prefix": "ebook-demo",
+    "concurrent_workers": 5,
+    "stats_interval": 5_000,
+}
+# Fast enough for a 12-page book in a few seconds, slow enough that the workers overlap.
+_SIMULATOR = SimulatorConfig(
+    latency_s=0.4, latency_per_token_s=0.0005, jitter=0.5, models=(), seed=7
+)
+_TARGET_WORDS = 250
+_PING_TIMEOUT_S = 3.0
+
+
+def run_demo(*, out_dir: Path) -> int:
+    """Run the demo; returns the exit code (0 when every page was written)."""
+    env = {name.lower() for name in os.environ}
+    overrides = {k: v for k, v in _DEMO_DEFAULTS.items() if k not in env}
+    settings = load_settings(PoolSettings, **overrides)
+    gen_settings = load_settings(GeneratorSettings)
+    configure_logging(
+        fmt=settings.log_format,
+        level=settings.log_level,
+        secrets=secrets_of(settings, gen_settings),
+    )
+    redis_url_set = "redis_url" in env or "redis_public_url" in env
+    return asyncio.run(_demo(settings, gen_settings, out_dir, redis_url_set=redis_url_set))
+
+
+async def _demo(
+    settings: PoolSettings, gen_settings: GeneratorSettings, out_dir: Path, *, redis_url_set: bool
+) -> int:
+    async with contextlib.AsyncExitStack() as stack:
+        redis, settings = await _open_redis(stack, settings, use_url=redis_url_set)
+        generator = await _open_generator(stack, gen_settings)
+        keys = Keys(settings.key_prefix)
+
+        ebook_id = new_ebook_id()
+        jobs = build_jobs(
+            ebook_id=ebook_id,
+            title=SAMPLE_TITLE,
+            topic=SAMPLE_TOPIC,
+            outline=SAMPLE_OUTLINE,
+            audience="home bakers with a full-time job",
+            style="warm, practical, concrete",
+            target_words=_TARGET_WORDS,
+        )
+        await enqueue_ebook(redis, keys, jobs)
+        _say(f"Queued '{SAMPLE_TITLE}': {len(jobs)} pages as ebook {ebook_id} on {keys.queue}.")
+
+        bar = ProgressBar(len(jobs))
+        _log_to(settings, gen_settings, BarAwareStream(sys.stdout, bar if bar.tty else None))
+        pool = Pool(redis=redis, generator=generator, settings=settings)
+        started = time.monotonic()
+        task = asyncio.create_task(pool.run(install_signal_handlers=True))
+        try:
+            status = await wait_for_ebook(
+                redis, keys, ebook_id, on_update=bar.update, keep_going=lambda: not task.done()
+            )
+        finally:
+            pool.stop()
+            await task
+            bar.close()
+            _log_to(settings, gen_settings, sys.stdout)
+        if status is None or status["state"] not in TERMINAL_STATES:
+            _say("Interrupted before the ebook was finished.")
+            return EXIT_INTERRUPTED
+
+        pages = await read_pages(redis, keys, ebook_id)
+        errors = await read_errors(redis, keys, ebook_id)
+        path = _write(out_dir / f"{ebook_id}.md", render_markdown(pages, errors))
+        depth = int(await redis.llen(keys.queue))
+        _say(
+            f"Ebook {ebook_id}: {status['state']}, {status['done']}/{status['total']} pages "
+            f"in {time.monotonic() - started:.1f}s."
+        )
+        _say(f"Wrote {path}")
+        _say(format_stats(pool.stats.snapshot(), queue_depth=depth))
+        return EXIT_OK if status["state"] == EbookState.DONE else EXIT_FAILED
+    raise AssertionError("unreachable")  # pragma: no cover - the exit stack never swallows
+
+
+def render_markdown(pages: Mapping[int, Mapping[str, Any]], errors: Mapping[int, str]) -> str:
+    """The sample ebook as one Markdown document, pages in order; a failed page says why."""
+    parts = [f"# {SAMPLE_TITLE}\n", f"_{SAMPLE_TOPIC}_\n", "## Contents\n"]
+    parts.append("\n".join(f"{i + 1}. {h}" for i, h in enumerate(SAMPLE_OUTLINE)) + "\n")
+    for index, heading in enumerate(SAMPLE_OUTLINE):
+        parts.append(f"<!-- page {index + 1} of {len(SAMPLE_OUTLINE)} -->")
+        page = pages.get(index)
+        if page is not None:
+            parts.append(str(page["content"]).strip() + "\n")
+        else:
+            reason = errors.get(index, "not generated")
+            parts.append(f"## {heading}\n\n> This page could not be written: {reason}\n")
+    return "\n".join(parts)
+
+
+# --- Redis ------------------------------------------------------------------------------------
+
+
+async def _open_redis(
+    stack: contextlib.AsyncExitStack, settings: PoolSettings, *, use_url: bool
+) -> tuple[Redis, PoolSettings]:
+    """The best Redis available, registered on `stack` for closing, and the settings to match."""
+    if use_url:
+        client = pool_redis(settings)
+        shown = mask_url(settings.redis_url)
+        try:
+            await asyncio.wait_for(client.ping(), _PING_TIMEOUT_S)
+        except Exception as exc:  # any reason it cannot be used: say it, and fall back
+            await client.aclose()
+            _say(f"Redis: REDIS_URL ({shown}) does not answer ({_one_line(exc)}); not using it.")
+        else:
+            stack.push_async_callback(client.aclose)
+            _say(f"Redis: {shown} (REDIS_URL), keys under '{settings.key_prefix}:'.")
+            return client, settings
+
+    binary = shutil.which("redis-server")
+    if binary is not None:
+        server = _PrivateRedisServer(binary)
+        stack.callback(server.stop)
+        url = server.start()
+        settings = settings.model_copy(update={"redis_url": url})
+        client = pool_redis(settings)
+        stack.push_async_callback(client.aclose)
+        _say(f"Redis: a private redis-server at {url} (stopped and deleted at the end).")
+        return client, settings
+
+    fake = _FakeRedis()
+    stack.push_async_callback(fake.aclose)
+    settings = settings.model_copy(update={"redis_url": "redis://fakeredis.in-process/0"})
+    _say(
+        "Redis: fakeredis, in this process (no REDIS_URL and no redis-server on PATH); "
+        "the pool's Lua scripts run on lupa. Install redis-server to use a real one."
+    )
+    return fake, settings
+
+
+class _FakeRedis(fakeredis.FakeAsyncRedis):
+    """fakeredis with a BLMOVE that blocks.
+
+    fakeredis 2.40 answers BLMOVE at once with nil instead of waiting, which turns the pool's
+    idle claimer into a busy loop that starves the event loop. BRPOPLPUSH is the same move
+    (right end out, left end in) and does block, so it stands in for that direction.
+    """
+
+    async def blmove(
+        self,
+        first_list: str,
+        second_list: str,
+        timeout: int,  # noqa: ASYNC109 - redis-py's name for it
+        src: str = "LEFT",
+        dest: str = "RIGHT",
+    ) -> Any:
+        if (src.upper(), dest.upper()) == ("RIGHT", "LEFT"):
+            return await self.brpoplpush(first_list, second_list, timeout)
+        return await super().blmove(first_list, second_list, timeout, src, dest)
+
+
+class _PrivateRedisServer:
+    """A throwaway redis-server: free port on 127.0.0.1, data in a temp dir, no persistence."""
+
+    def __init__(self, binary: str) -> None:
+        self.binary = binary
+        self.workdir = Path(tempfile.mkdtemp(prefix="ebook-demo-redis-"))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> str:
+        """Start it and wait until it answers; returns its URL."""
+        for _ in range(3):  # another process may grab the free port before redis binds it
+            port = _free_port()
+            args = [
+                self.binary,
+                "--port", str(port),
+                "--bind", "127.0.0.1",
+                "--dir", str(self.workdir),
+                "--save", "",
+                "--appendonly", "no",
+                "--logfile", str(self.workdir / "redis.log"),
+            ]  # fmt: skip
+            self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if _wait_for_pong(port, self.proc):
+                return f"redis://127.0.0.1:{port}/0"
+            self._terminate()
+        raise RuntimeError(f"redis-server did not start; see {self.workdir / 'redis.log'}")
+
+    def stop(self) -> None:
+        self._terminate()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _terminate(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+        self.proc = None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_for_pong(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(64).startswith(b"+PONG"):
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.02)
+    return False
+
+
+# --- text -------------------------------------------------------------------------------------
+
+
+async def _open_generator(
+    stack: contextlib.AsyncExitStack, gen_settings: GeneratorSettings
+) -> PageGenerator:
+    """The OpenAI generator if there is a key or a base URL, else the simulator's."""
+    if gen_settings.openai_api_key is not None or gen_settings.openai_base_url is not None:
+        _say(f"Text: the real API ({describe_generator(gen_settings)}).")
+        return build_generator(gen_settings)
+    simulator = Simulator(_SIMULATOR, host="127.0.0.1", port=0)
+    await stack.enter_async_context(simulator)
+    _say(
+        "Text: simulated text from the built-in OpenAI simulator (OPENAI_API_KEY is not set). "
+        "Set OPENAI_API_KEY to have a real model write the book."
+    )
+    return build_generator(gen_settings, base_url=simulator.base_url, api_key="sk-simulator")
+
+
+# --- output -----------------------------------------------------------------------------------
+
+
+def _log_to(settings: PoolSettings, gen_settings: GeneratorSettings, stream: Any) -> None:
+    configure_logging(
+        fmt=settings.log_format,
+        level=settings.log_level,
+        stream=stream,
+        secrets=secrets_of(settings, gen_settings),
+    )
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _say(text: str) -> None:
+    """A line for the person running the demo (not a log line)."""
+    print(text, flush=True)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__

@@ -1,0 +1,215 @@
+"""What `ebook-pool status`, `stats` and `failed list` print: tables for people, JSON for scripts.
+
+Each report is built once as JSON-ready data (camelCase keys, like the contract), and the human
+table is drawn from that same data, so `--json` and the table never disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pool.clock import iso
+from pool.producer import EbookStatus
+from pool.store import FailedEntry
+
+__all__ = [
+    "failed_data",
+    "format_failed",
+    "format_pools_report",
+    "format_status",
+    "pools_report_data",
+    "status_data",
+]
+
+_ERROR_WIDTH = 70
+
+
+def status_data(
+    status: EbookStatus,
+    pages: Mapping[int, Mapping[str, Any]],
+    errors: Mapping[int, str],
+) -> dict[str, Any]:
+    """One ebook: its counters, timestamps and one row per page (done, failed or pending)."""
+    rows: list[dict[str, Any]] = []
+    for index in range(status["total"]):
+        page = pages.get(index)
+        if page is not None:
+            rows.append(
+                {
+                    "pageIndex": index,
+                    "status": "done",
+                    "pageTitle": page.get("pageTitle"),
+                    "attempts": page.get("attempts"),
+                    "completionTokens": page.get("completionTokens"),
+                    "durationMs": page.get("durationMs"),
+                    "model": page.get("model"),
+                }
+            )
+        elif index in errors:
+            rows.append({"pageIndex": index, "status": "failed", "error": errors[index]})
+        else:
+            rows.append({"pageIndex": index, "status": "pending"})
+    return {
+        "ebookId": status["ebook_id"],
+        "state": status["state"],
+        "total": status["total"],
+        "done": status["done"],
+        "failed": status["failed"],
+        "pending": max(status["total"] - status["done"] - status["failed"], 0),
+        "createdAt": status["created_at"],
+        "startedAt": status["started_at"],
+        "updatedAt": status["updated_at"],
+        "finishedAt": status["finished_at"],
+        "pages": rows,
+    }
+
+
+def format_status(data: Mapping[str, Any]) -> str:
+    """The human table of `status_data`."""
+    lines = [
+        f"Ebook     {data['ebookId']}",
+        f"State     {data['state']}",
+        f"Pages     {data['done']}/{data['total']} done, {data['failed']} failed, "
+        f"{data['pending']} pending",
+    ]
+    for label, key in (
+        ("Created", "createdAt"),
+        ("Started", "startedAt"),
+        ("Updated", "updatedAt"),
+        ("Finished", "finishedAt"),
+    ):
+        lines.append(f"{label:<9} {_when(data[key])}")
+    rows = [
+        (
+            str(p["pageIndex"]),
+            p["status"],
+            _cell(p.get("attempts")),
+            _cell(p.get("completionTokens")),
+            _seconds(p.get("durationMs")),
+            p.get("pageTitle") or p.get("error") or "",
+        )
+        for p in data["pages"]
+    ]
+    if rows:
+        lines.append("")
+        lines += _table(("Page", "Status", "Attempts", "Tokens", "Time", "Title / error"), rows)
+    return "\n".join(lines)
+
+
+def pools_report_data(
+    *,
+    queue_depth: int,
+    in_flight: int,
+    failed: int,
+    pools: Mapping[str, Mapping[str, Any]],
+) -> dict[str, Any]:
+    """The queue's counters and every live pool process's last heartbeat."""
+    return {
+        "queueDepth": queue_depth,
+        "inFlight": in_flight,
+        "failed": failed,
+        "pools": [dict(snapshot, id=pool_id) for pool_id, snapshot in pools.items()],
+    }
+
+
+def format_pools_report(data: Mapping[str, Any]) -> str:
+    """The human table of `pools_report_data`."""
+    pools: Sequence[Mapping[str, Any]] = data["pools"]
+    lines = [
+        f"Queue depth  {data['queueDepth']}",
+        f"In flight    {data['inFlight']}",
+        f"Failed       {data['failed']}",
+        f"Pools        {len(pools)} live",
+    ]
+    if pools:
+        rows = [
+            (
+                str(p.get("id", "?")),
+                _cell(p.get("workers")),
+                _cell(p.get("active")),
+                _cell(p.get("processed")),
+                _cell(p.get("success")),
+                _cell(p.get("failed")),
+                _rate(p.get("pages_per_min")),
+                _uptime(p.get("uptime_s")),
+                f"PAUSED: {p['paused']}" if p.get("paused") else "running",
+            )
+            for p in pools
+        ]
+        lines.append("")
+        lines += _table(
+            (
+                "Pool",
+                "Workers",
+                "Active",
+                "Processed",
+                "Success",
+                "Failed",
+                "Pages/min",
+                "Uptime",
+                "State",
+            ),
+            rows,
+        )
+    return "\n".join(lines)
+
+
+def failed_data(entries: Sequence[FailedEntry]) -> list[dict[str, Any]]:
+    """The failed entries as stored (payload, error, errorType, attempts, ids...)."""
+    return [dict(entry.data) for entry in entries]
+
+
+def format_failed(entries: Sequence[FailedEntry], *, total: int) -> str:
+    """The human table of failed entries, newest first."""
+    if not entries:
+        return f"No failed jobs shown ({total} in the failed list)."
+    rows = []
+    for entry in entries:
+        d = entry.data
+        error = str(d.get("error", ""))
+        if len(error) > _ERROR_WIDTH:
+            error = error[: _ERROR_WIDTH - 1] + "…"
+        rows.append(
+            (
+                _when(d.get("failedAt")),
+                str(d.get("errorType", "?")),
+                _cell(d.get("attempts")),
+                entry.ebook_id or "?",
+                _cell(entry.page_index),
+                error,
+            )
+        )
+    lines = _table(("Failed at", "Type", "Attempts", "Ebook", "Page", "Error"), rows)
+    lines.append("")
+    lines.append(f"{len(entries)} shown of {total} in the failed list.")
+    return "\n".join(lines)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(header[i]), *(len(r[i]) for r in rows)) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    return [line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def _when(ms: Any) -> str:
+    return iso(ms) if isinstance(ms, int) else "-"
+
+
+def _seconds(ms: Any) -> str:
+    return f"{ms / 1000:.1f}s" if isinstance(ms, int | float) else "-"
+
+
+def _rate(value: Any) -> str:
+    return f"{value:.1f}" if isinstance(value, int | float) else "-"
+
+
+def _uptime(value: Any) -> str:
+    return f"{value:.0f}s" if isinstance(value, int | float) else "-"

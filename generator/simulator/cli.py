@@ -29,6 +29,7 @@ def add_simulator_arguments(parser: argparse.ArgumentParser) -> None:
         "--host",
         dest=f"{_DEST}host",
         default="127.0.0.1",
+        metavar="HOST",
         help="Interface to listen on (0.0.0.0 for all; default 127.0.0.1).",
     )
     parser.add_argument(
@@ -36,11 +37,16 @@ def add_simulator_arguments(parser: argparse.ArgumentParser) -> None:
         dest=f"{_DEST}port",
         type=int,
         default=DEFAULT_PORT,
+        metavar="PORT",
         help=f"Port to listen on; 0 picks a free one (default {DEFAULT_PORT}).",
     )
     for spec in field_specs():
         flag = "--" + spec.name.replace("_", "-")
-        default = ",".join(spec.default) if isinstance(spec.default, tuple) else spec.default
+        default = spec.default
+        if isinstance(default, tuple):
+            default = ",".join(default)
+        elif default is None:
+            default = "none"
         help_text = f"{spec.help} (default: {default})"
         kwargs: dict[str, Any] = {"dest": _DEST + spec.name, "default": argparse.SUPPRESS}
         if spec.kind is bool:

@@ -182,6 +182,9 @@ class Simulator:
         if runner is None:
             return
         self._stopping.set()
+        for _count, arrived in self._waiters:
+            arrived.cancel()
+        self._waiters = []
         await runner.cleanup()
         self._url = None
         logger.info("OpenAI simulator stopped")

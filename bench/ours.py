@@ -1,0 +1,181 @@
+"""Our pool, driven like the peers (`bench.child`), in the project's own venv.
+
+Options (`--option key=value`):
+    generator=noop     a generator that returns a page at once, in-process (default)
+    generator=openai   the real `generator.OpenAIPageGenerator` (openai SDK over HTTP), pointed at
+                       `base_url` (the simulator); its connection pool is sized to the
+                       concurrency; `transport=httpx` (the SDK's default) or `aiohttp`
+    enqueue=0          do not enqueue (another process does; scale-out runs)
+    profile=PATH       profile the run with pyinstrument and write an HTML report to PATH
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+from loguru import logger
+from redis.asyncio import Redis
+
+from bench.child import PAGES_PER_EBOOK, Probe, RunSpec, job_payload, main
+from bench.peers import PAGE_TEXT
+from bench.profiling import flat_summary
+from pool import GeneratedPage, Keys, PageGenerator, PageJob, Pool, PoolSettings
+from pool.job import decode_job
+
+KEY_PREFIX = "bench"
+
+
+class NoopGenerator:
+    """A `PageGenerator` that writes a fixed page at once: only the pool's own work is left."""
+
+    def __init__(self, probe: Probe) -> None:
+        self._probe = probe
+
+    async def generate(self, job: PageJob, *, timeout_s: float) -> GeneratedPage:
+        self._probe.started(_job_number(job))
+        self._probe.done()
+        return GeneratedPage(content=PAGE_TEXT, model="bench")
+
+    async def probe(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+class CountingGenerator:
+    """Wraps a real generator to tell the probe when each page starts and ends."""
+
+    def __init__(self, inner: PageGenerator, probe: Probe) -> None:
+        self._inner = inner
+        self._probe = probe
+
+    async def generate(self, job: PageJob, *, timeout_s: float) -> GeneratedPage:
+        self._probe.started(_job_number(job))
+        page = await self._inner.generate(job, timeout_s=timeout_s)
+        self._probe.done()
+        return page
+
+    async def probe(self) -> None:
+        await self._inner.probe()
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def _job_number(job: PageJob) -> int:
+    return int(job.ebook_id.rsplit("-", 1)[1]) * job.total_pages + job.page_index
+
+
+def openai_generator(base_url: str, concurrency: int, transport: str) -> PageGenerator:
+    """`OpenAIPageGenerator` on the simulator, with a connection pool that fits `concurrency`.
+
+    Args:
+        transport: "httpx", the SDK's default transport, or "aiohttp", the one its README
+            recommends "for improved concurrency performance" (`DefaultAioHttpClient`).
+
+    The SDK's default pool keeps at most 1,000 connections (100 kept alive): past that,
+    requests wait for a connection or reconnect, which is the SDK's limit, not the pool's.
+    """
+    from openai import AsyncOpenAI, DefaultAioHttpClient, DefaultAsyncHttpxClient
+
+    try:  # recent openai releases ship on httpx2, older ones on httpx
+        import httpx2 as httpx
+    except ImportError:
+        import httpx  # type: ignore[no-redef]
+
+    from generator import OpenAIPageGenerator
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    client_class = DefaultAioHttpClient if transport == "aiohttp" else DefaultAsyncHttpxClient
+    client = AsyncOpenAI(
+        api_key="sk-bench",
+        base_url=base_url,
+        max_retries=0,
+        http_client=client_class(limits=limits),
+    )
+    return OpenAIPageGenerator(client=client, model="gpt-4o-mini")
+
+
+class OursAdapter:
+    """Drives an in-process `pool.Pool`."""
+
+    async def open(self, spec: RunSpec, probe: Probe) -> None:
+        logger.remove()  # the same level as the peers' loggers: warnings and errors only
+        logger.add(sys.stderr, level="WARNING")
+        self._spec = spec
+        self._keys = Keys(KEY_PREFIX)
+        self._redis = Redis.from_url(spec.redis_url)
+        self._ebooks = -(-spec.jobs // min(PAGES_PER_EBOOK, spec.jobs))
+        self.check_commands = {"hget": self._ebooks}
+        if spec.options.get("generator", "noop") == "openai":
+            inner = openai_generator(
+                spec.options["base_url"], spec.concurrency, spec.options.get("transport", "httpx")
+            )
+            generator: PageGenerator = CountingGenerator(inner, probe)
+        else:
+            generator = NoopGenerator(probe)
+        settings = PoolSettings(
+            redis_url=spec.redis_url,
+            key_prefix=KEY_PREFIX,
+            concurrent_workers=spec.concurrency,
+            processing_delay=0,
+            stats_interval=0,
+            log_level="WARNING",
+        )
+        self._pool = Pool(redis=self._redis, generator=generator, settings=settings)
+        self._profiler: Any = None
+
+    def _wire(self, i: int) -> str:
+        payload = job_payload(i, self._spec.jobs)
+        # Through the contract's own model, so a drift in the wire format fails loudly here.
+        return decode_job(_dumps(payload), max_bytes=65_536).to_wire()
+
+    async def enqueue_all(self, jobs: int) -> None:
+        if self._spec.options.get("enqueue", "1") == "0":
+            return
+        for start in range(0, jobs, 1000):
+            batch = [self._wire(i) for i in range(start, min(jobs, start + 1000))]
+            await self._redis.lpush(self._keys.queue, *batch)
+
+    async def enqueue_one(self, i: int) -> None:
+        await self._redis.lpush(self._keys.queue, self._wire(i))
+
+    async def start(self) -> None:
+        if path := self._spec.options.get("profile"):
+            from pyinstrument import Profiler
+
+            self._profiler = Profiler(async_mode="disabled", interval=0.0005)
+            self._profiler.start()
+            self._profile_path = path
+        self._task = asyncio.ensure_future(self._pool.run(install_signal_handlers=False))
+
+    async def count_stored(self) -> int:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for ebook in range(self._ebooks):
+                pipe.hget(self._keys.status(f"bench-{ebook}"), "done")
+            done = await pipe.execute()
+        return sum(int(d or 0) for d in done)
+
+    async def close(self) -> None:
+        self._pool.stop()
+        await self._task  # the pool closes the generator
+        await self._redis.aclose()
+        if self._profiler is not None:
+            self._profiler.stop()
+            with open(self._profile_path, "w") as out:
+                out.write(self._profiler.output_html())
+            with open(self._profile_path.removesuffix(".html") + ".txt", "w") as out:
+                out.write(flat_summary(self._profiler.last_session))
+
+
+def _dumps(payload: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(payload)
+
+
+if __name__ == "__main__":
+    main(OursAdapter)

@@ -18,6 +18,7 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 
+from pool.batch import ScriptBatcher
 from pool.keys import Keys
 
 __all__ = ["FailedEntry", "Store"]
@@ -189,6 +190,7 @@ class Store:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
+        self._batch = ScriptBatcher(redis)
         self._claim = redis.register_script(_CLAIM)
         self._start = redis.register_script(_START)
         self._complete = redis.register_script(_COMPLETE)
@@ -222,8 +224,8 @@ class Store:
 
         Returns the number of the attempt now starting, 1-based.
         """
-        n = await self._start(
-            keys=[self.keys.attempts, self.keys.status(ebook_id)], args=[job_id, total, now_ms]
+        n = await self._batch.call(
+            self._start, [self.keys.attempts, self.keys.status(ebook_id)], [job_id, total, now_ms]
         )
         return int(n)
 
@@ -240,8 +242,9 @@ class Store:
         now_ms: int,
     ) -> bool:
         """Store a finished page and release its job. Returns True if the page is new."""
-        new = await self._complete(
-            keys=[
+        new = await self._batch.call(
+            self._complete,
+            [
                 self.keys.processing(pool_id),
                 self.keys.queue,
                 self.keys.pages(ebook_id),
@@ -249,7 +252,7 @@ class Store:
                 self.keys.page_errors(ebook_id),
                 self.keys.attempts,
             ],
-            args=[raw, page_index, page_json, job_id, total, now_ms],
+            [raw, page_index, page_json, job_id, total, now_ms],
         )
         return bool(new)
 
@@ -278,9 +281,10 @@ class Store:
             ]
         else:
             page_index, total = "", ""
-        await self._fail(
-            keys=keys,
-            args=[
+        await self._batch.call(
+            self._fail,
+            keys,
+            [
                 raw,
                 json.dumps(entry, ensure_ascii=False),
                 entry.get("jobId") or "",

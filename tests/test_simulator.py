@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import signal
 import sys
@@ -214,6 +215,48 @@ async def test_errors_are_shaped_like_openai(sim: Simulator, http: aiohttp.Clien
         assert "Invalid URL" in (await resp.json())["error"]["message"]
     status, _, body = await post_chat(http, sim, {**CHAT, "model": "gpt-9"})
     assert (status, body["error"]["code"]) == (404, "model_not_found")
+
+
+async def test_fault_answers(sim: Simulator, http: aiohttp.ClientSession) -> None:
+    """Markers give a cut page, empty content, a refusal, a filtered or malformed answer."""
+
+    def asking(marker: str) -> dict[str, Any]:
+        user = {"role": "user", "content": f'Write the page titled "Rivers". {marker}'}
+        return {**CHAT, "messages": [CHAT["messages"][0], user]}
+
+    _, _, whole = await post_chat(http, sim, asking(""))
+    full_text = whole["choices"][0]["message"]["content"]
+    _, _, cut = await post_chat(http, sim, asking("[sim:truncated]"))
+    assert cut["choices"][0]["finish_reason"] == "length"
+    assert len(cut["choices"][0]["message"]["content"]) < len(full_text)
+    assert cut["usage"]["completion_tokens"] < whole["usage"]["completion_tokens"]
+    _, _, empty = await post_chat(http, sim, asking("[sim:empty]"))
+    assert (empty["choices"][0]["message"]["content"], empty["choices"][0]["finish_reason"]) == (
+        "",
+        "stop",
+    )
+    _, _, refusal = await post_chat(http, sim, asking("[sim:refusal]"))
+    assert refusal["choices"][0]["message"]["content"] is None
+    assert refusal["choices"][0]["message"]["refusal"]
+    _, _, filtered = await post_chat(http, sim, asking("[sim:content_filter]"))
+    assert filtered["choices"][0]["finish_reason"] == "content_filter"
+    _, _, no_choices = await post_chat(http, sim, asking("[sim:no_choices]"))
+    assert "choices" not in no_choices and no_choices["object"] == "chat.completion"
+    async with http.post(
+        f"{sim.base_url}/chat/completions", json=asking("[sim:malformed]"), headers=AUTH
+    ) as resp:
+        assert resp.status == 200
+        with pytest.raises(ValueError):
+            json.loads(await resp.text())
+    assert sim.stats["by_kind"] == {
+        "ok": 1,
+        "truncated": 1,
+        "empty": 1,
+        "refusal": 1,
+        "content_filter": 1,
+        "no_choices": 1,
+        "malformed": 1,
+    }
 
 
 async def test_ratelimit_headers_on_every_answer(

@@ -37,7 +37,7 @@ from loguru import logger
 from generator.simulator import bodies
 from generator.simulator.config import SimulatorConfig, replace_config
 from generator.simulator.faults import Fault, Kind, draw_fault, find_marker
-from generator.simulator.limiter import RateLimiter, format_duration
+from generator.simulator.limiter import Admission, RateLimiter, format_duration
 from generator.simulator.stats import SimulatorStats, StatsRecorder
 from generator.simulator.text import Page, count_tokens, cut_page, write_page
 
@@ -313,15 +313,8 @@ class Simulator:
         if config.ratelimit_headers and admission.headers:
             request[_RATE_HEADERS] = admission.headers
         if not admission.allowed:
-            return self._rate_limited(
-                request,
-                config,
-                model,
-                admission.limit_kind,
-                admission.limit,
-                admission.wait_s,
-                1 if admission.limit_kind == "requests" else prompt_tokens + max_tokens,
-            )
+            requested = 1 if admission.limit_kind == "requests" else prompt_tokens + max_tokens
+            return self._rate_limited(request, config, model, admission, requested=requested)
         fault = find_marker(prompt)
         if fault is None and prompt_tokens + max_tokens > config.context_window:
             fault = Fault(Kind.CONTEXT_LENGTH)
@@ -390,7 +383,7 @@ class Simulator:
             kind = Kind.TRUNCATED
         elif kind is Kind.TRUNCATED and not page.truncated:
             page = cut_page(page.text, tokens=max(1, page.tokens // 2))
-            finish_reason = "length"
+            content, finish_reason = page.text, "length"
         elif kind is Kind.EMPTY:
             page, content, finish_reason = Page("", 0, False), "", "stop"
         elif kind is Kind.REFUSAL:
@@ -514,14 +507,14 @@ class Simulator:
         request: web.Request,
         config: SimulatorConfig,
         model: str,
-        limit_kind: str,
-        limit: int,
-        wait_s: float,
+        admission: Admission,
+        *,
         requested: int,
     ) -> web.Response:
         request[_KIND] = Kind.RATE_LIMITED
         headers: dict[str, str] = {}
         hint = config.retry_hint
+        wait_s = admission.wait_s
         never = math.isinf(wait_s)
         if not never and hint in ("all", "ms"):
             headers["retry-after-ms"] = str(math.ceil(wait_s * 1000))
@@ -532,13 +525,13 @@ class Simulator:
         wait = format_duration(wait_s) if not never and hint in ("all", "message") else None
         message = bodies.rate_limit_message(
             model=model,
-            kind=limit_kind,
-            limit=limit,
+            kind=admission.limit_kind,
+            limit=admission.limit,
             requested=requested,
             wait=wait,
             too_large=never,
         )
-        body = bodies.error_body(message, type_=limit_kind, code="rate_limit_exceeded")
+        body = bodies.error_body(message, type_=admission.limit_kind, code="rate_limit_exceeded")
         return self._json(request, body, status=429, extra_headers=headers)
 
     async def _sleep(self, config: SimulatorConfig, tokens: int, *, fixed: bool = True) -> None:

@@ -289,32 +289,54 @@ class Pool:
                 f"{_reason(exc)}; retrying in {wait_s:.2f}s"
             )
 
-        retrying = AsyncRetrying(
-            stop=spent,
-            wait=self._wait,
-            retry=retry_if_exception(
-                lambda e: is_retryable(e) and not isinstance(e, _OutOfAttempts)
-            ),
-            reraise=True,
-            sleep=before_sleep_or_stop,
-            before_sleep=before_sleep,
-        )
+        def retryable(exc: BaseException) -> bool:
+            return is_retryable(exc) and not isinstance(exc, _OutOfAttempts)
+
+        async def one_attempt() -> GeneratedPage:
+            nonlocal attempt
+            attempt = await self._persist(
+                self.store.start,
+                job_id=job.id,
+                ebook_id=job.ebook_id,
+                total=job.total_pages,
+                now_ms=now_ms(),
+            )
+            if attempt > max_attempts:
+                raise _OutOfAttempts(attempt - 1)
+            log.info(f"[Worker-{n}] Processing job: {where} (Attempt {attempt}/{max_attempts})")
+            return await self._generate(raw, job)
+
+        async def all_attempts() -> GeneratedPage:
+            # Most pages succeed at once, and entering a tenacity loop costs a third of a
+            # no-op page; so the first attempt runs bare. If it fails retryably, tenacity
+            # takes over from the start: its first "call" re-raises that failure, so the
+            # policy (wait, Retry-After, stop) is exactly the one every attempt gets.
+            try:
+                return await one_attempt()
+            except Exception as exc:
+                if not retryable(exc) or attempt >= max_attempts:
+                    raise
+                first: Exception | None = exc
+
+            async def replay_then_attempt() -> GeneratedPage:
+                nonlocal first
+                if first is not None:
+                    failure, first = first, None
+                    raise failure
+                return await one_attempt()
+
+            retrying = AsyncRetrying(
+                stop=spent,
+                wait=self._wait,
+                retry=retry_if_exception(retryable),
+                reraise=True,
+                sleep=before_sleep_or_stop,
+                before_sleep=before_sleep,
+            )
+            return await retrying(replay_then_attempt)
+
         try:
-            async for try_ in retrying:
-                with try_:
-                    attempt = await self._persist(
-                        self.store.start,
-                        job_id=job.id,
-                        ebook_id=job.ebook_id,
-                        total=job.total_pages,
-                        now_ms=now_ms(),
-                    )
-                    if attempt > max_attempts:
-                        raise _OutOfAttempts(attempt - 1)
-                    log.info(
-                        f"[Worker-{n}] Processing job: {where} (Attempt {attempt}/{max_attempts})"
-                    )
-                    page = await self._generate(raw, job)
+            page = await all_attempts()
         except _Stopping:
             await self._give_back(raw, refund_job_id=None)
             raise

@@ -13,6 +13,8 @@ from bench.scenarios import Section
 __all__ = ["render_markdown", "write_results"]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+README = Path(__file__).resolve().parent / "README.md"
+_START, _END = "<!-- latest:start -->", "<!-- latest:end -->"
 
 
 def _fmt(summary: dict[str, float] | None, digits: int = 0, spread: bool = True) -> str:
@@ -204,5 +206,21 @@ def write_results(
     json_path = RESULTS_DIR / f"{stem}.json"
     md_path = RESULTS_DIR / f"{stem}.md"
     json_path.write_text(json.dumps(raw, indent=1, default=str) + "\n")
-    md_path.write_text(render_markdown(sections, machine, settings, errors))
+    markdown = render_markdown(sections, machine, settings, errors)
+    md_path.write_text(markdown)
+    if stem == "latest":
+        _update_readme(markdown)
     return json_path, md_path
+
+
+def _update_readme(markdown: str) -> None:
+    """Copy the latest tables into bench/README.md, between its two markers."""
+    if not README.exists():
+        return
+    text = README.read_text()
+    if _START not in text or _END not in text:
+        return
+    head, rest = text.split(_START, 1)
+    _, tail = rest.split(_END, 1)
+    body = markdown.split("\n", 1)[1].replace("\n## ", "\n### ")  # one level down
+    README.write_text(f"{head}{_START}\n{body.strip()}\n{_END}{tail}")

@@ -29,7 +29,7 @@ from loguru import logger
 if TYPE_CHECKING:
     from loguru import Message, Record
 
-__all__ = ["LogStream", "configure_logging", "json_level"]
+__all__ = ["LogStream", "configure_logging", "json_level", "reset_logging"]
 
 # loguru appends the newline and the exception (if any) itself.
 _TEXT_FORMAT = (
@@ -97,6 +97,15 @@ def configure_logging(
             diagnose=False,
         )
     _route_stdlib_logging()
+
+
+def reset_logging() -> None:
+    """Back to loguru's default (everything to stderr) and no `logging` routing; for tests."""
+    logger.remove()
+    logger.add(sys.stderr)
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _InterceptHandler)]:
+        root.removeHandler(handler)
 
 
 def json_level(levelno: int) -> str:

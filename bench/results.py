@@ -78,7 +78,7 @@ def _slow_io(section: Section) -> list[str]:
 
 def _seed(section: Section) -> list[str]:
     return _table(
-        ["workers", "jobs", "ideal pages/min", "pages/min (end to end)", "% of ideal", "steady pages/min"],
+        ["workers", "jobs", "ideal pages/min", "pages/min (end to end)", "% of ideal"],
         [
             [
                 f"{r['workers']:,}",
@@ -86,7 +86,6 @@ def _seed(section: Section) -> list[str]:
                 f"{r['ideal_pages_per_min']:,.1f}",
                 _fmt(r["pages_per_min"], 1),
                 _fmt(r["pct_of_ideal"], 1),
-                _fmt(r["steady_pages_per_min"], 1),
             ]
             for r in section.rows
         ],

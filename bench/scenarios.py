@@ -367,7 +367,6 @@ def seed_table(bench: Bench) -> Section:
                     "ideal_pages_per_min": ideal,
                     "pages_per_min": summary(r["jobs_per_s"] * 60 for r in runs),
                     "pct_of_ideal": summary(r["jobs_per_s"] * 60 / ideal * 100 for r in runs),
-                    "steady_pages_per_min": summary(r["steady_jobs_per_s"] * 60 for r in runs),
                 }
             )
     if not plan.smoke:

@@ -24,8 +24,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Self
 
+import httpx2
 from loguru import logger
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, DefaultAsyncHttpx2Client
 from openai.types.chat import (
     ChatCompletion,
     ChatCompletionMessageParam,
@@ -111,6 +112,7 @@ class OpenAIPageGenerator:
         *,
         api_key: str | None = None,
         base_url: str | None = None,
+        max_connections: int | None = None,
     ) -> Self:
         """Build the client and the generator from settings (the CLI's job).
 
@@ -118,6 +120,9 @@ class OpenAIPageGenerator:
             settings: the generator settings; PROMPT_TEMPLATE_FILE is loaded and checked here.
             api_key: used instead of OPENAI_API_KEY (e.g. a placeholder for the simulator).
             base_url: used instead of OPENAI_BASE_URL (e.g. the simulator's URL).
+            max_connections: size of the HTTP connection pool, kept alive between pages; pass
+                CONCURRENT_WORKERS so that no worker waits for a connection (the SDK's
+                default is 1000 connections, of which it keeps only 100 alive).
 
         Raises:
             ConfigError: no API key, or a bad prompt template.
@@ -133,6 +138,7 @@ class OpenAIPageGenerator:
             organization=settings.openai_organization,
             project=settings.openai_project,
             max_retries=0,
+            http_client=_http_client(max_connections) if max_connections else None,
         )
         return cls(
             client=client,
@@ -312,3 +318,10 @@ def _page_from(completion: ChatCompletion, *, model: str, max_tokens: int) -> Ge
         prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
         completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
     )
+
+
+def _http_client(max_connections: int) -> httpx2.AsyncClient:
+    limits = httpx2.Limits(
+        max_connections=max_connections, max_keepalive_connections=max_connections
+    )
+    return DefaultAsyncHttpx2Client(limits=limits)

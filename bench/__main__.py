@@ -30,7 +30,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--repeats", type=int, help="runs per figure (default 3; 1 with --smoke)")
     parser.add_argument(
-        "--peers", help="comma-separated peers (arq,saq,taskiq,bullmq,streaq,rq), 'none'; default all"
+        "--peers",
+        help="comma-separated peers (arq,saq,taskiq,bullmq,streaq,rq), 'none'; default all",
     )
     parser.add_argument("--output", help="name of the results files (default: see above)")
     return parser.parse_args(argv)
@@ -64,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
 
     pythons = {env: ensure_venv(env) for env in sorted({p.env for p in peers if p.env})}
-    peer_versions = {env: installed_versions(py, list(PEER_PACKAGES)) for env, py in pythons.items()}
+    peer_versions = {
+        env: installed_versions(py, list(PEER_PACKAGES)) for env, py in pythons.items()
+    }
     machine = describe_machine(peer_versions)
     peer_targets = [(p, p.target(pythons[p.env] if p.env else None)) for p in peers]
 
@@ -95,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         "argv": shlex.join(sys.argv[1:] if argv is None else argv),
         "smoke": plan.smoke,
         "repeats": plan.repeats,
-        "plan": vars(plan) if hasattr(plan, "__dict__") else {f: getattr(plan, f) for f in plan.__slots__},
+        "plan": vars(plan)
+        if hasattr(plan, "__dict__")
+        else {f: getattr(plan, f) for f in plan.__slots__},
         "duration_s": round(time.monotonic() - started, 1),
     }
     json_path, md_path = write_results(sections, machine, settings, errors, stem=stem)

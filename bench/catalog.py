@@ -140,7 +140,9 @@ def select_peers(spec: str | None) -> list[Contender]:
         return []
     wanted = [w.strip() for w in spec.split(",") if w.strip()]
     picked = [p for p in PEERS if any(p.name == w or p.name.startswith(w + "-") for w in wanted)]
-    unknown = [w for w in wanted if not any(p.name == w or p.name.startswith(w + "-") for p in PEERS)]
+    unknown = [
+        w for w in wanted if not any(p.name == w or p.name.startswith(w + "-") for p in PEERS)
+    ]
     if unknown:
         names = ", ".join(p.name for p in PEERS)
         raise SystemExit(f"unknown peer(s) {', '.join(unknown)}; known: {names}")

@@ -58,7 +58,7 @@ class Child:
     """One runner process, with its stdout read line by line on a thread."""
 
     def __init__(self, cmd: list[str], *, env: Mapping[str, str] | None = None) -> None:
-        self._stderr = tempfile.TemporaryFile(mode="w+")
+        self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed in finish/kill)
         self._proc = subprocess.Popen(
             cmd,
             cwd=REPO,
@@ -89,7 +89,9 @@ class Child:
             try:
                 line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
-                raise RunError(f"no {event!r} within {timeout_s:.0f} s\n{self.stderr_tail()}") from None
+                raise RunError(
+                    f"no {event!r} within {timeout_s:.0f} s\n{self.stderr_tail()}"
+                ) from None
             if line is None:
                 self._proc.wait()
                 raise RunError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import importlib.metadata
 import os
@@ -18,7 +19,17 @@ from bench.redis_server import redis_server_version
 __all__ = ["describe_machine"]
 
 #: Our side of the comparison: what the pool runs on.
-_OUR_PACKAGES = ("redis", "hiredis", "openai", "httpx", "httpx2", "pydantic", "tenacity", "loguru", "aiohttp")
+_OUR_PACKAGES = (
+    "redis",
+    "hiredis",
+    "openai",
+    "httpx",
+    "httpx2",
+    "pydantic",
+    "tenacity",
+    "loguru",
+    "aiohttp",
+)
 #: Each peer venv: the library and what it talks to Redis with.
 PEER_PACKAGES = (
     "arq", "saq", "taskiq", "taskiq-redis", "bullmq", "streaq", "rq",
@@ -37,6 +48,8 @@ def _cpu_model() -> str:
 
 
 def _git_commit() -> str | None:
+    if commit := os.environ.get("BENCH_GIT_COMMIT"):  # a run from an exported snapshot
+        return commit
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
@@ -49,10 +62,8 @@ def _git_commit() -> str | None:
 def _versions(names: tuple[str, ...]) -> dict[str, str]:
     found = {}
     for name in names:
-        try:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            pass
     return found
 
 

@@ -12,7 +12,9 @@ Options (`--option key=value`):
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from loguru import logger
@@ -22,6 +24,7 @@ from bench.child import PAGES_PER_EBOOK, Probe, RunSpec, job_payload, main
 from bench.peers import PAGE_TEXT
 from bench.profiling import flat_summary
 from pool import GeneratedPage, Keys, PageGenerator, PageJob, Pool, PoolSettings
+from pool.connections import pool_redis
 from pool.job import decode_job
 
 KEY_PREFIX = "bench"
@@ -107,6 +110,7 @@ class OursAdapter:
         logger.add(sys.stderr, level="WARNING")
         self._spec = spec
         self._keys = Keys(KEY_PREFIX)
+        # The bench's own client (enqueue, completion checks), apart from the pool's.
         self._redis = Redis.from_url(spec.redis_url)
         self._ebooks = -(-spec.jobs // min(PAGES_PER_EBOOK, spec.jobs))
         self.check_commands = {"hget": self._ebooks}
@@ -125,13 +129,15 @@ class OursAdapter:
             stats_interval=0,
             log_level="WARNING",
         )
-        self._pool = Pool(redis=self._redis, generator=generator, settings=settings)
+        # The client `ebook-pool run` builds: a blocking pool sized from CONCURRENT_WORKERS.
+        self._pool_redis = pool_redis(settings)
+        self._pool = Pool(redis=self._pool_redis, generator=generator, settings=settings)
         self._profiler: Any = None
 
     def _wire(self, i: int) -> str:
         payload = job_payload(i, self._spec.jobs)
         # Through the contract's own model, so a drift in the wire format fails loudly here.
-        return decode_job(_dumps(payload), max_bytes=65_536).to_wire()
+        return decode_job(json.dumps(payload), max_bytes=65_536).to_wire()
 
     async def enqueue_all(self, jobs: int) -> None:
         if self._spec.options.get("enqueue", "1") == "0":
@@ -162,19 +168,17 @@ class OursAdapter:
     async def close(self) -> None:
         self._pool.stop()
         await self._task  # the pool closes the generator
+        await self._pool_redis.aclose()
         await self._redis.aclose()
         if self._profiler is not None:
             self._profiler.stop()
-            with open(self._profile_path, "w") as out:
-                out.write(self._profiler.output_html())
-            with open(self._profile_path.removesuffix(".html") + ".txt", "w") as out:
-                out.write(flat_summary(self._profiler.last_session))
+            _write_profile(self._profiler, self._profile_path)
 
 
-def _dumps(payload: dict[str, Any]) -> str:
-    import json
-
-    return json.dumps(payload)
+def _write_profile(profiler: Any, path: str) -> None:
+    """pyinstrument's HTML at `path`, the flat summary next to it (.txt)."""
+    Path(path).write_text(profiler.output_html())
+    Path(path).with_suffix(".txt").write_text(flat_summary(profiler.last_session))
 
 
 if __name__ == "__main__":

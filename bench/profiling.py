@@ -22,7 +22,9 @@ def _walk(frame: Any, stack: tuple[str, ...], own: Counter[str], inclusive: Coun
         _walk(child, (*stack, name), own, inclusive)
 
 
-def flat_summary(session: Any, *, top: int = 30, own_code: tuple[str, ...] = ("pool/", "generator/")) -> str:
+def flat_summary(
+    session: Any, *, top: int = 30, own_code: tuple[str, ...] = ("pool/", "generator/")
+) -> str:
     """Top functions by self time, then the project's own functions by inclusive time."""
     root = session.root_frame()
     own: Counter[str] = Counter()

@@ -12,6 +12,7 @@ from bench.scenarios import Section
 
 __all__ = ["render_markdown", "write_results"]
 
+_TIMES, _DASH = "\u00d7", "\u2013"  # typographic x and dash for the tables
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 README = Path(__file__).resolve().parent / "README.md"
 _START, _END = "<!-- latest:start -->", "<!-- latest:end -->"
@@ -23,11 +24,11 @@ def _fmt(summary: dict[str, float] | None, digits: int = 0, spread: bool = True)
     median = f"{summary['median']:,.{digits}f}"
     if not spread or summary["n"] < 2:
         return median
-    return f"{median} ({summary['min']:,.{digits}f}–{summary['max']:,.{digits}f})"
+    return f"{median} ({summary['min']:,.{digits}f}{_DASH}{summary['max']:,.{digits}f})"
 
 
 def _ratio(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2f}×"
+    return "—" if value is None else f"{value:.2f}{_TIMES}"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -38,7 +39,15 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def _overhead(section: Section) -> list[str]:
     return _table(
-        ["queue", "at-least-once", "jobs/run", "pages/s", "ours ÷ it", "CPU µs/page (worker + redis)", "peak RSS MB"],
+        [
+            "queue",
+            "at-least-once",
+            "jobs/run",
+            "pages/s",
+            "ours ÷ it",
+            "CPU µs/page (worker + redis)",
+            "peak RSS MB",
+        ],
         [
             [
                 f"**{r['queue']}**" if r["queue"] == "ours" else r["queue"],
@@ -56,7 +65,19 @@ def _overhead(section: Section) -> list[str]:
 
 def _slow_io(section: Section) -> list[str]:
     return _table(
-        ["in flight", "transport", "jobs", "ideal pages/s", "steady pages/s", "steady % of ideal", "end-to-end pages/s", "end-to-end %", "pool CPU %", "CPU ms/page", "peak RSS MB"],
+        [
+            "in flight",
+            "transport",
+            "jobs",
+            "ideal pages/s",
+            "steady pages/s",
+            "steady % of ideal",
+            "end-to-end pages/s",
+            "end-to-end %",
+            "pool CPU %",
+            "CPU ms/page",
+            "peak RSS MB",
+        ],
         [
             [
                 f"{r['concurrency']:,}",
@@ -109,7 +130,14 @@ def _pickup(section: Section) -> list[str]:
 
 def _redis_cost(section: Section) -> list[str]:
     return _table(
-        ["queue", "commands/page", "of which scripts", "other commands", "round trips/page", "most frequent (per page)"],
+        [
+            "queue",
+            "commands/page",
+            "of which scripts",
+            "other commands",
+            "round trips/page",
+            "most frequent (per page)",
+        ],
         [
             [
                 f"**{r['queue']}**" if r["queue"] == "ours" else r["queue"],
@@ -128,7 +156,12 @@ def _scale(section: Section) -> list[str]:
     return _table(
         ["processes", "pages/s", "vs 1 process", "redis-server CPU %"],
         [
-            [str(r["processes"]), _fmt(r["pages_per_s"]), _ratio(r["vs_one"]), _fmt(r["redis_cpu_pct"], spread=False)]
+            [
+                str(r["processes"]),
+                _fmt(r["pages_per_s"]),
+                _ratio(r["vs_one"]),
+                _fmt(r["redis_cpu_pct"], spread=False),
+            ]
             for r in section.rows
         ],
     )
@@ -144,7 +177,9 @@ _RENDERERS: dict[int, Callable[[Section], list[str]]] = {
 }
 
 
-def render_markdown(sections: list[Section], machine: dict[str, Any], settings: dict[str, Any], errors: list[str]) -> str:
+def render_markdown(
+    sections: list[Section], machine: dict[str, Any], settings: dict[str, Any], errors: list[str]
+) -> str:
     """The whole report: machine, one table per scenario, the targets, any errors."""
     peers = ", ".join(
         f"{env}: " + " ".join(f"{k} {v}" for k, v in versions.items())
@@ -162,7 +197,7 @@ def render_markdown(sections: list[Section], machine: dict[str, Any], settings: 
         f"Peers (one venv each): {peers}",
         "",
         f"Run: `python -m bench {settings['argv']}` · {settings['repeats']} repeat(s) per figure, "
-        "median (min–max) · "
+        f"median (min{_DASH}max) · "
         + ("**smoke run: sizes too small to mean anything**" if settings["smoke"] else "full run"),
         "",
     ]
@@ -178,7 +213,10 @@ def render_markdown(sections: list[Section], machine: dict[str, Any], settings: 
         out += ["## Targets", ""]
         out += _table(
             ["what", "target", "measured", "met"],
-            [[c["what"], c["target"], str(c["value"]), "yes" if c["met"] else "**no**"] for c in checks],
+            [
+                [c["what"], c["target"], str(c["value"]), "yes" if c["met"] else "**no**"]
+                for c in checks
+            ],
         )
         out.append("")
     if errors:

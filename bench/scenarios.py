@@ -22,6 +22,8 @@ from bench.redis_server import RedisServer
 
 __all__ = ["SCENARIOS", "Bench", "Plan", "Section"]
 
+_TIMES, _DASH = "\u00d7", "\u2013"  # typographic x and dash for the tables
+
 #: Longest a scenario-2/3 run may take, as a multiple of its ideal duration, before it is
 #: called hung.
 _SLOW_RUN_FACTOR = 10
@@ -132,7 +134,11 @@ def _per_job(run: dict[str, Any], value: float) -> float:
 
 
 def _evals(commands: dict[str, int]) -> int:
-    return sum(v for k, v in commands.items() if k in {"eval", "evalsha", "fcall", "eval_ro", "evalsha_ro", "fcall_ro"})
+    return sum(
+        v
+        for k, v in commands.items()
+        if k in {"eval", "evalsha", "fcall", "eval_ro", "evalsha_ro", "fcall_ro"}
+    )
 
 
 # --- 1. bookkeeping overhead ------------------------------------------------------------------
@@ -143,7 +149,9 @@ def _throughput_runs(bench: Bench, jobs: int, label: str) -> dict[str, list[dict
     for repeat in range(bench.plan.repeats):
         for contender, target in bench.contenders():
             n = min(jobs, contender.max_jobs or jobs)
-            bench.log(f"[{label}] run {repeat + 1}/{bench.plan.repeats}: {contender.name}, {n} jobs")
+            bench.log(
+                f"[{label}] run {repeat + 1}/{bench.plan.repeats}: {contender.name}, {n} jobs"
+            )
             run = bench.measure(
                 contender,
                 target,
@@ -180,7 +188,10 @@ def _top_commands(runs: list[dict[str, Any]], top: int = 6) -> dict[str, float]:
 def overhead(bench: Bench) -> Section:
     """1. Bookkeeping overhead: no-op jobs, one process, concurrency 100."""
     plan = bench.plan
-    section = Section(1, f"Bookkeeping overhead: {plan.overhead_jobs:,} no-op page jobs, one process, concurrency {plan.overhead_concurrency}")
+    section = Section(
+        1,
+        f"Bookkeeping overhead: {plan.overhead_jobs:,} no-op page jobs, one process, concurrency {plan.overhead_concurrency}",
+    )
     section.runs = _throughput_runs(bench, plan.overhead_jobs, "1 overhead")
     ours = summary(r["jobs_per_s"] for r in section.runs[OURS.name])
     for contender, _ in bench.contenders():
@@ -202,17 +213,30 @@ def overhead(bench: Bench) -> Section:
             }
         )
     best = max(
-        (row for row in section.rows if row["queue"] != OURS.name and row["at_least_once"] and row["pages_per_s"]),
+        (
+            row
+            for row in section.rows
+            if row["queue"] != OURS.name and row["at_least_once"] and row["pages_per_s"]
+        ),
         key=lambda row: row["pages_per_s"]["median"],
         default=None,
     )
     if ours is not None and best is not None:
         ratio = ours["median"] / best["pages_per_s"]["median"]
         section.checks.append(
-            _check(f"ours ÷ best at-least-once peer ({best['queue']})", "≥ 3×", round(ratio, 2), ratio >= 3)
+            _check(
+                f"ours ÷ best at-least-once peer ({best['queue']})",
+                f"≥ 3{_TIMES}",
+                round(ratio, 2),
+                ratio >= 3,
+            )
         )
     if ours is not None:
-        section.checks.append(_check("ours, pages/s", "≥ 10,000 (aim)", round(ours["median"]), ours["median"] >= 10_000))
+        section.checks.append(
+            _check(
+                "ours, pages/s", "≥ 10,000 (aim)", round(ours["median"]), ours["median"] >= 10_000
+            )
+        )
     section.notes.append(
         "rq: one synchronous worker (no concurrency); `rq` is the default forking Worker "
         "(what `rq worker` runs), `rq-simple` the SimpleWorker; fewer jobs per run."
@@ -296,7 +320,9 @@ def slow_io(bench: Bench) -> Section:
     """2. Slow I/O: the real OpenAI generator against the simulator, at several concurrencies."""
     plan = bench.plan
     latency = plan.io_latency_s
-    section = Section(2, f"Slow I/O: simulator over HTTP, {latency:g} s ± 20% per page, one process")
+    section = Section(
+        2, f"Slow I/O: simulator over HTTP, {latency:g} s ± 20% per page, one process"
+    )
     levels = [("aiohttp", level) for level in plan.io_levels]
     levels += [("httpx", level) for level in plan.io_httpx_levels]
     with Simulator(latency) as sim:
@@ -326,11 +352,21 @@ def slow_io(bench: Bench) -> Section:
                 continue
             if steady is not None:
                 section.checks.append(
-                    _check(f"steady pages/s at {level} in flight, % of ideal", "≥ 97%", round(steady["median"], 1), steady["median"] >= 97)
+                    _check(
+                        f"steady pages/s at {level} in flight, % of ideal",
+                        "≥ 97%",
+                        round(steady["median"], 1),
+                        steady["median"] >= 97,
+                    )
                 )
             if level == max(plan.io_levels) and rss is not None:
                 section.checks.append(
-                    _check(f"peak RSS at {level} in flight, MB", "≤ 150", round(rss["max"], 1), rss["max"] <= 150)
+                    _check(
+                        f"peak RSS at {level} in flight, MB",
+                        "≤ 150",
+                        round(rss["max"], 1),
+                        rss["max"] <= 150,
+                    )
                 )
     section.notes.append(
         "End to end = all jobs / (first job available → last page stored): with only "
@@ -370,7 +406,7 @@ def seed_table(bench: Bench) -> Section:
                 }
             )
     if not plan.smoke:
-        section.notes.append("The seed reported 30–45 pages/min for 5 workers.")
+        section.notes.append(f"The seed reported 30{_DASH}45 pages/min for 5 workers.")
     section.notes.append(
         f"{plan.seed_jobs_per_worker} pages per worker: end to end includes one ramp and the last "
         "pages' jitter."
@@ -384,7 +420,10 @@ def seed_table(bench: Bench) -> Section:
 def pickup(bench: Bench) -> Section:
     """4. Pick-up latency on an idle pool: enqueue → the job function starts."""
     plan = bench.plan
-    section = Section(4, f"Pick-up latency on an idle worker: {plan.pickup_jobs} jobs pushed one at a time, {plan.pickup_gap_ms:g} ms apart")
+    section = Section(
+        4,
+        f"Pick-up latency on an idle worker: {plan.pickup_jobs} jobs pushed one at a time, {plan.pickup_gap_ms:g} ms apart",
+    )
     contenders = [(c, t) for c, t in bench.contenders() if c.latency]
     runs: dict[str, list[dict[str, Any]]] = {c.name: [] for c, _ in contenders}
     for repeat in range(plan.repeats):
@@ -416,8 +455,22 @@ def pickup(bench: Bench) -> Section:
     section.runs = runs
     ours = section.rows[0]
     if ours["p50_ms"] is not None:
-        section.checks.append(_check("ours, pick-up p50 ms", "≤ 5", round(ours["p50_ms"]["median"], 2), ours["p50_ms"]["median"] <= 5))
-        section.checks.append(_check("ours, pick-up p99 ms", "≤ 50", round(ours["p99_ms"]["median"], 2), ours["p99_ms"]["median"] <= 50))
+        section.checks.append(
+            _check(
+                "ours, pick-up p50 ms",
+                "≤ 5",
+                round(ours["p50_ms"]["median"], 2),
+                ours["p50_ms"]["median"] <= 5,
+            )
+        )
+        section.checks.append(
+            _check(
+                "ours, pick-up p99 ms",
+                "≤ 50",
+                round(ours["p99_ms"]["median"], 2),
+                ours["p99_ms"]["median"] <= 50,
+            )
+        )
     section.notes.append(
         "Measured from the start of the library's own enqueue call (our LPUSH) to the first line "
         "of the job function, in the same process. rq is left out (its job runs in a forked "
@@ -436,10 +489,14 @@ def _quantile(sorted_values: list[float], q: float) -> float:
 # --- 5. Redis cost ----------------------------------------------------------------------------
 
 
-def redis_cost(bench: Bench, overhead_runs: dict[str, list[dict[str, Any]]] | None = None) -> Section:
+def redis_cost(
+    bench: Bench, overhead_runs: dict[str, list[dict[str, Any]]] | None = None
+) -> Section:
     """5. Redis commands and round trips per finished page, on the happy path."""
     plan = bench.plan
-    section = Section(5, "Redis cost per finished page (happy path, INFO commandstats and total_reads_processed)")
+    section = Section(
+        5, "Redis cost per finished page (happy path, INFO commandstats and total_reads_processed)"
+    )
     runs = overhead_runs or _throughput_runs(bench, plan.redis_cost_jobs, "5 redis cost")
     section.runs = {} if overhead_runs else runs
     for contender, _ in bench.contenders():
@@ -506,7 +563,13 @@ def _scale_run(bench: Bench, processes: int, jobs: int) -> dict[str, Any] | None
         for child in children:
             child.expect("closed", 60)
             child.finish()
-        return {"jobs": jobs, "processes": processes, "elapsed_s": elapsed, "jobs_per_s": jobs / elapsed, "redis_cpu_s": redis_cpu}
+        return {
+            "jobs": jobs,
+            "processes": processes,
+            "elapsed_s": elapsed,
+            "jobs_per_s": jobs / elapsed,
+            "redis_cpu_s": redis_cpu,
+        }
     except RunError as exc:
         bench.errors.append(f"ours x{processes}: {exc}")
         bench.log(f"  ! ours x{processes}: {str(exc).splitlines()[0]}")
@@ -518,7 +581,10 @@ def _scale_run(bench: Bench, processes: int, jobs: int) -> dict[str, Any] | None
 def scale_out(bench: Bench) -> Section:
     """6. Scale-out: 1, 2, 4 pool processes on one Redis, no-op generator."""
     plan = bench.plan
-    section = Section(6, f"Scale-out: {plan.scale_jobs:,} no-op jobs, N pool processes × concurrency {plan.overhead_concurrency} on one Redis")
+    section = Section(
+        6,
+        f"Scale-out: {plan.scale_jobs:,} no-op jobs, N pool processes {_TIMES} concurrency {plan.overhead_concurrency} on one Redis",
+    )
     runs: dict[str, list[dict[str, Any]]] = {str(p): [] for p in plan.scale_processes}
     for repeat in range(plan.repeats):
         for processes in plan.scale_processes:
@@ -535,7 +601,9 @@ def scale_out(bench: Bench) -> Section:
                 "processes": processes,
                 "pages_per_s": rate,
                 "vs_one": (rate["median"] / base["median"]) if rate and base else None,
-                "redis_cpu_pct": summary(r["redis_cpu_s"] / r["elapsed_s"] * 100 for r in runs[str(processes)]),
+                "redis_cpu_pct": summary(
+                    r["redis_cpu_s"] / r["elapsed_s"] * 100 for r in runs[str(processes)]
+                ),
             }
         )
     section.notes.append(

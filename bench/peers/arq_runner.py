@@ -7,7 +7,7 @@ Fairness: `max_jobs` = the concurrency; `poll_delay` lowered from its 0.5 s defa
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, ClassVar
 
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
@@ -24,7 +24,7 @@ POLL_DELAY_S = 0.001
 class ArqAdapter:
     """Drives an in-process `arq.worker.Worker`."""
 
-    check_commands = {"zcard": 1}
+    check_commands: ClassVar[dict[str, int]] = {"zcard": 1}
 
     async def open(self, spec: RunSpec, probe: Probe) -> None:
         self._spec = spec

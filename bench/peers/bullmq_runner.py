@@ -11,7 +11,7 @@ is faster (see `bench.catalog`).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, ClassVar
 
 from bullmq import Job, Queue, Worker
 from redis.asyncio import Redis
@@ -23,7 +23,7 @@ from bench.peers import PAGE_TEXT
 class BullmqAdapter:
     """Drives an in-process `bullmq.Worker`."""
 
-    check_commands = {"zcard": 1}
+    check_commands: ClassVar[dict[str, int]] = {"zcard": 1}
 
     async def open(self, spec: RunSpec, probe: Probe) -> None:
         self._spec = spec

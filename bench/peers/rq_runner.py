@@ -9,6 +9,8 @@ documented, one worker in burst mode in this one process (`--option worker=simpl
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from redis import Redis
 from rq import Queue, SimpleWorker, Worker
 
@@ -24,7 +26,7 @@ def write_page(page: dict[str, object]) -> str:
 class RqAdapter:
     """Runs an rq worker in burst mode, blocking the event loop (rq is synchronous)."""
 
-    check_commands = {"zcard": 1}
+    check_commands: ClassVar[dict[str, int]] = {"zcard": 1}
 
     async def open(self, spec: RunSpec, probe: Probe) -> None:
         if spec.mode != "throughput":
@@ -48,7 +50,9 @@ class RqAdapter:
 
     async def start(self) -> None:
         worker_class = SimpleWorker if self._spec.options.get("worker") == "simple" else Worker
-        worker_class([self._queue], connection=self._redis).work(burst=True, logging_level="WARNING")
+        worker_class([self._queue], connection=self._redis).work(
+            burst=True, logging_level="WARNING"
+        )
         # The jobs ran in other processes: the burst ending is what says they all finished.
         self._probe.finished = self._spec.jobs
         self._probe.all_finished.set()

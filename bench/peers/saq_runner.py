@@ -8,7 +8,7 @@ redis-py's pool has no size cap; everything else at SAQ's defaults.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, ClassVar
 
 from saq import Queue, Worker
 
@@ -19,7 +19,7 @@ from bench.peers import PAGE_TEXT, gather_chunked
 class SaqAdapter:
     """Drives an in-process `saq.Worker`."""
 
-    check_commands = {"zcard": 1}
+    check_commands: ClassVar[dict[str, int]] = {"zcard": 1}
 
     async def open(self, spec: RunSpec, probe: Probe) -> None:
         self._spec = spec

@@ -9,7 +9,7 @@ used as a producer, as streaq's docs do from a web app.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, ClassVar
 
 from streaq import Worker
 
@@ -20,7 +20,7 @@ from bench.peers import PAGE_TEXT
 class StreaqAdapter:
     """Drives an in-process `streaq.Worker`."""
 
-    check_commands = {"exists": 1}
+    check_commands: ClassVar[dict[str, int]] = {"exists": 1}
 
     async def open(self, spec: RunSpec, probe: Probe) -> None:
         self._spec = spec

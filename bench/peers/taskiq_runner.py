@@ -13,7 +13,7 @@ concurrency (their default of 50 would make tasks queue for a connection).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, ClassVar
 
 from redis.asyncio import Redis
 from taskiq import AsyncBroker
@@ -27,7 +27,7 @@ from bench.peers import PAGE_TEXT, gather_chunked
 class TaskiqAdapter:
     """Drives an in-process taskiq `Receiver`."""
 
-    check_commands = {"exists": 1}
+    check_commands: ClassVar[dict[str, int]] = {"exists": 1}
 
     async def open(self, spec: RunSpec, probe: Probe) -> None:
         self._spec = spec
@@ -65,9 +65,7 @@ class TaskiqAdapter:
 
     async def start(self) -> None:
         self._broker.is_worker_process = True
-        receiver = Receiver(
-            self._broker, max_async_tasks=self._spec.concurrency, run_startup=False
-        )
+        receiver = Receiver(self._broker, max_async_tasks=self._spec.concurrency, run_startup=False)
         self._finish = asyncio.Event()
         self._task = asyncio.ensure_future(receiver.listen(self._finish))
 

@@ -1,0 +1,54 @@
+# The README's two commands, each bootstrapping what it needs on a fresh clone:
+#
+#   make demo   write a sample 12-page ebook (no Redis, no API key needed)
+#   make test   the test suite (installs redis-server with apt-get if missing and root)
+#
+# Only PyPI is needed: uv comes from pip if it is missing, and uv never downloads a Python
+# (it uses the system's, see .python-version and [tool.uv] in pyproject.toml).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON_PREFERENCE := only-system
+# Where `pip install --user uv` puts the uv binary.
+export PATH := $(shell python3 -c 'import site; print(site.getuserbase())' 2>/dev/null)/bin:$(PATH)
+
+.PHONY: help demo test lint env uv redis-server
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
+
+demo: env  ## Write a sample ebook to out/<ebook-id>.md with the pool, end to end
+	uv run --locked ebook-pool demo
+
+test: env redis-server  ## Run the test suite
+	uv run --locked pytest
+
+lint: env  ## ruff and mypy (strict)
+	uv run --locked ruff check .
+	uv run --locked mypy
+
+env: uv  ## Create .venv from uv.lock (project + dev group)
+	uv sync --locked
+
+uv:
+	@command -v uv >/dev/null 2>&1 || { \
+		echo "uv is missing: installing it with pip (user install)"; \
+		python3 -m pip install --user --quiet uv \
+			|| python3 -m pip install --user --quiet --break-system-packages uv; \
+	}
+	@uv --version
+
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "redis-server is missing: installing it with apt-get"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+		else \
+			echo "redis-server is missing; the tests start their own: install it (e.g. sudo apt-get install redis-server)" >&2; \
+			exit 1; \
+		fi; \
+	}
+	@redis-server --version

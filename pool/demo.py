@@ -136,14 +136,25 @@ async def _demo(
         started = time.monotonic()
         task = asyncio.create_task(pool.run(install_signal_handlers=True))
         try:
+            # A paused pool (bad key, no quota) would wait for an operator: the demo gives up.
             status = await wait_for_ebook(
-                redis, keys, ebook_id, on_update=bar.update, keep_going=lambda: not task.done()
+                redis,
+                keys,
+                ebook_id,
+                on_update=bar.update,
+                keep_going=lambda: not task.done() and not pool.paused,
             )
         finally:
+            reason = pool.pause_reason
             pool.stop()
             await task
             bar.close()
             _log_to(settings, gen_settings, sys.stdout)
+        if reason is not None:
+            _say(
+                f"The pool paused: {reason.rstrip('.')}. Fix it, or unset OPENAI_API_KEY to use the simulator."
+            )
+            return EXIT_FAILED
         if status is None or status["state"] not in TERMINAL_STATES:
             _say("Interrupted before the ebook was finished.")
             return EXIT_INTERRUPTED

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import socket
@@ -12,6 +13,7 @@ from pathlib import Path
 import redis as redis_sync
 
 from generator import GeneratorSettings
+from generator.simulator import Simulator, SimulatorConfig
 from pool import PoolSettings
 from pool.demo import SAMPLE_OUTLINE, render_markdown
 from pool.keys import Keys
@@ -24,13 +26,17 @@ ENV_NAMES = frozenset(
 )
 
 
-def run_demo(cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+def clean_env(**env: str) -> dict[str, str]:
     clean = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
     clean.update(env)
+    return clean
+
+
+def run_demo(cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pool", "demo"],
         cwd=cwd,
-        env=clean,
+        env=clean_env(**env),
         capture_output=True,
         text=True,
         timeout=90,
@@ -102,3 +108,25 @@ def test_markdown_says_why_a_page_is_missing() -> None:
     text = render_markdown(pages, {3: "refusal: the model declined"})
     assert f"## {SAMPLE_OUTLINE[3]}\n\n> This page could not be written: refusal" in text
     assert text.index("Text 2.") < text.index("could not be written") < text.index("Text 4.")
+
+
+async def test_demo_stops_when_the_api_refuses_the_key(tmp_path: Path) -> None:
+    """With a key the API rejects, the pool pauses; the demo says why and exits 1, not hangs."""
+    key = "sk-wrong-0123456789abcdef"
+    empty_bin = tmp_path / "bin"
+    empty_bin.mkdir()
+    async with Simulator(SimulatorConfig(bad_key=True)) as sim:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "pool", "demo",
+            cwd=tmp_path,
+            env=clean_env(PATH=str(empty_bin), OPENAI_BASE_URL=sim.base_url, OPENAI_API_KEY=key),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
+    text = out.decode()
+    assert proc.returncode == 1
+    assert "Text: the real API (model=gpt-4o-mini" in text
+    assert "The pool paused: HTTP 401 invalid_api_key" in text
+    assert key not in text
+    assert not (tmp_path / "out").exists()  # no half-written book

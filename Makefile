@@ -36,7 +36,7 @@ env: uv  ## Create .venv from uv.lock (project + dev group)
 uv:
 	@command -v uv >/dev/null 2>&1 || { \
 		echo "uv is missing: installing it with pip (user install)"; \
-		python3 -m pip install --user --quiet uv \
+		python3 -m pip install --user --quiet uv 2>/dev/null \
 			|| python3 -m pip install --user --quiet --break-system-packages uv; \
 	}
 	@uv --version

@@ -58,7 +58,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
-_REDIS_ERRORS = (redis_errors.RedisError, OSError)
+_UNREACHABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
 _OUTLINE_MARKER = re.compile(r"^(#{1,6}|[-*+]|\d+[.)])\s+")
 
 
@@ -90,6 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception:
+        # A bug: through the configured sink, so a JSON log gets one line, not a raw traceback.
+        logger.exception(f"{PROG}: unexpected error")
+        return EXIT_FAILED
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -302,9 +306,13 @@ def _one_shot(work: Callable[[Redis, Keys], Awaitable[int]]) -> int:
         redis = command_redis(settings.redis_url)
         try:
             return await work(redis, Keys(settings.key_prefix))
-        except _REDIS_ERRORS as exc:
+        except _UNREACHABLE as exc:
             raise CommandError(
                 f"cannot reach Redis at {mask_url(settings.redis_url)}: {_one_line(exc)}"
+            ) from None
+        except redis_errors.RedisError as exc:
+            raise CommandError(
+                f"Redis at {mask_url(settings.redis_url)} answered with an error: {_one_line(exc)}"
             ) from None
         finally:
             await redis.aclose()

@@ -212,6 +212,19 @@ def test_unreachable_redis_is_one_line_with_the_masked_url(
         assert "hunter2pw" not in err and "Traceback" not in err
 
 
+def test_a_redis_error_reply_is_one_line_too(
+    env: RedisServer, db: redis_sync.Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A reachable Redis that answers with an error is reported as such, not as unreachable."""
+    db.set(KEYS.status("clash"), "a string where a hash belongs")
+    assert main(["status", "clash"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"ebook-pool: error: Redis at {env.url} answered with an error: WRONGTYPE"
+    )
+    assert err.count("\n") == 1
+
+
 # --- schema ------------------------------------------------------------------------------------
 
 

@@ -209,7 +209,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 async def _run_pool(settings: PoolSettings, gen_settings: GeneratorSettings) -> int:
-    generator = build_generator(gen_settings)
+    generator = build_generator(gen_settings, workers=settings.concurrent_workers)
     redis = pool_redis(settings)
     try:
         pool = Pool(redis=redis, generator=generator, settings=settings)
@@ -224,11 +224,18 @@ async def _run_pool(settings: PoolSettings, gen_settings: GeneratorSettings) -> 
 
 
 def build_generator(
-    settings: GeneratorSettings, *, base_url: str | None = None, api_key: str | None = None
+    settings: GeneratorSettings,
+    *,
+    workers: int,
+    base_url: str | None = None,
+    api_key: str | None = None,
 ) -> OpenAIPageGenerator:
     """The OpenAI page generator from settings.
 
     A server given by OPENAI_BASE_URL (or `base_url`) may need no key: a placeholder is sent.
+
+    Args:
+        workers: CONCURRENT_WORKERS; the HTTP connection pool gets one connection per worker.
 
     Raises:
         ConfigError: no key and no base URL, or a bad prompt template.
@@ -237,7 +244,9 @@ def build_generator(
         if base_url is None and settings.openai_base_url is None:
             raise ConfigError("OPENAI_API_KEY: not set")
         api_key = "no-key"
-    return OpenAIPageGenerator.from_settings(settings, api_key=api_key, base_url=base_url)
+    return OpenAIPageGenerator.from_settings(
+        settings, api_key=api_key, base_url=base_url, max_connections=workers
+    )
 
 
 def describe_generator(settings: GeneratorSettings, *, base_url: str | None = None) -> str:

@@ -114,7 +114,7 @@ async def _demo(
 ) -> int:
     async with contextlib.AsyncExitStack() as stack:
         redis, settings = await _open_redis(stack, settings, use_url=redis_url_set)
-        generator = await _open_generator(stack, gen_settings)
+        generator = await _open_generator(stack, gen_settings, settings.concurrent_workers)
         keys = Keys(settings.key_prefix)
 
         ebook_id = new_ebook_id()
@@ -317,19 +317,21 @@ def _wait_for_pong(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 
 
 
 async def _open_generator(
-    stack: contextlib.AsyncExitStack, gen_settings: GeneratorSettings
+    stack: contextlib.AsyncExitStack, gen_settings: GeneratorSettings, workers: int
 ) -> PageGenerator:
     """The OpenAI generator if there is a key or a base URL, else the simulator's."""
     if gen_settings.openai_api_key is not None or gen_settings.openai_base_url is not None:
         _say(f"Text: the real API ({describe_generator(gen_settings)}).")
-        return build_generator(gen_settings)
+        return build_generator(gen_settings, workers=workers)
     simulator = Simulator(_SIMULATOR, host="127.0.0.1", port=0)
     await stack.enter_async_context(simulator)
     _say(
         "Text: simulated text from the built-in OpenAI simulator (OPENAI_API_KEY is not set). "
         "Set OPENAI_API_KEY to have a real model write the book."
     )
-    return build_generator(gen_settings, base_url=simulator.base_url, api_key="sk-simulator")
+    return build_generator(
+        gen_settings, workers=workers, base_url=simulator.base_url, api_key="sk-simulator"
+    )
 
 
 # --- output -----------------------------------------------------------------------------------

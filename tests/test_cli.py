@@ -20,7 +20,8 @@ from redis.asyncio import Redis
 from generator import GeneratorSettings
 from generator.simulator import Simulator, SimulatorConfig
 from pool import CONTRACT_VERSION, JobFatalError, Pool, PoolSettings, decode_job
-from pool.cli import main
+from pool.cli import build_generator, main
+from pool.config import ConfigError
 from pool.connections import pool_max_connections, pool_redis, pool_socket_timeout_s
 from pool.keys import Keys
 from pool.logs import reset_logging
@@ -175,6 +176,19 @@ def test_usage_errors_exit_2_and_help_exits_0(capsys: pytest.CaptureFixture[str]
     assert main(["enqueue", "--title", "T"]) == 2  # neither --pages nor --outline-file
     assert main(["--help"]) == 0
     assert "enqueue" in capsys.readouterr().out
+
+
+async def test_build_generator_needs_a_key_or_a_base_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A compatible server may need no key (a placeholder is sent); OpenAI itself needs one."""
+    for name in ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY: not set"):
+        build_generator(GeneratorSettings(), workers=2)
+    local = build_generator(GeneratorSettings(openai_base_url="http://127.0.0.1:9/v1"), workers=2)
+    try:
+        assert "127.0.0.1:9" in repr(local)
+    finally:
+        await local.aclose()
 
 
 # --- redis clients -----------------------------------------------------------------------------

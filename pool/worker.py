@@ -187,7 +187,7 @@ class Pool:
         else:
             if n:
                 logger.info(f"[Worker Pool] Gave {n} unfinished jobs back to the queue.")
-        logger.info(f"[Worker Pool] Stopped. {self._stats_line(None)}")
+        logger.info(f"[Worker Pool] Stopped. {self._stats_line(await self._queue_depth())}")
 
     # --- claiming ---------------------------------------------------------------------------
 
@@ -207,8 +207,12 @@ class Pool:
             try:
                 got = await self.store.claim(self.id, want)
                 if not got:
+                    started = monotonic()
                     item = await self.store.claim_blocking(self.id, poll_s)
                     got = [item] if item is not None else []
+                    if not got and monotonic() - started < poll_s / 2:
+                        # A server whose blocking pop returns at once (fakeredis): don't spin.
+                        await asyncio.sleep(min(poll_s, 0.05))
                 self._redis_ok()
             except REDIS_TRANSIENT as exc:
                 await self._redis_failed(exc)
@@ -508,7 +512,7 @@ class Pool:
         if self.paused:
             return
         self._resumed.clear()
-        self.pause_reason = _reason(exc)
+        self.pause_reason = _reason(exc).rstrip(".")
         logger.error(
             f"[Worker Pool] PAUSED: {self.pause_reason}. No job was failed and the queue is left "
             f"intact. Fix it (e.g. OPENAI_API_KEY, billing); the pool probes every "
@@ -521,7 +525,7 @@ class Pool:
             try:
                 await self.generator.probe()
             except PoolFatalError as exc:
-                self.pause_reason = _reason(exc)
+                self.pause_reason = _reason(exc).rstrip(".")
                 logger.error(f"[Worker Pool] Still paused: {self.pause_reason}")
             except Exception as exc:
                 logger.warning(f"[Worker Pool] Still paused; probe failed: {_reason(exc)}")
@@ -557,11 +561,13 @@ class Pool:
     async def _stats_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.stats_interval_s)
-            try:
-                depth: int | None = int(await self.store.redis.llen(self.keys.queue))
-            except REDIS_TRANSIENT:
-                depth = None
-            logger.info(self._stats_line(depth))
+            logger.info(self._stats_line(await self._queue_depth()))
+
+    async def _queue_depth(self) -> int | None:
+        try:
+            return int(await asyncio.wait_for(self.store.redis.llen(self.keys.queue), 2.0))
+        except REDIS_TRANSIENT:
+            return None
 
     def _stats_line(self, depth: int | None) -> str:
         line = format_stats(self.stats.snapshot(), queue_depth=depth)

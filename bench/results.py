@@ -196,7 +196,8 @@ def render_markdown(
         f"Ours: {' '.join(f'{k} {v}' for k, v in machine['packages_ours'].items())}  ",
         f"Peers (one venv each): {peers}",
         "",
-        f"Run: `python -m bench {settings['argv']}` · {settings['repeats']} repeat(s) per figure, "
+        f"Run: `{('python -m bench ' + settings['argv']).strip()}` · "
+        f"{settings['repeats']} repeat(s) per figure, "
         f"median (min{_DASH}max) · "
         + ("**smoke run: sizes too small to mean anything**" if settings["smoke"] else "full run"),
         "",

@@ -29,7 +29,7 @@ class Keys:
 
     @property
     def attempts(self) -> str:
-        """Hash job id → attempts started so far; survives crashes, cleared when the job ends."""
+        """Hash job payload → attempts started; survives crashes, cleared when the job ends."""
         return f"{self.prefix}:attempts"
 
     @property

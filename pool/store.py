@@ -46,30 +46,42 @@ local function ensure_status(st, total, now)
 end
 """
 
-# KEYS: queue, processing. ARGV: max count. Moves up to ARGV[1] jobs, oldest first.
+# Attempts are counted per payload, the exact bytes being the hash field: Lua needs no JSON to
+# find it, and the count survives crashes (a job that keeps killing its process runs out).
+# Only jobs in progress have a field; it is deleted when the job ends.
+
+# KEYS: queue, processing, attempts. ARGV: max count.
+# Moves up to ARGV[1] jobs, oldest first, and counts an attempt of each.
+# Returns job 1, its attempt number, job 2, its attempt number, ...
 _CLAIM = """
 local items = redis.call('RPOP', KEYS[1], ARGV[1])
 if not items then return {} end
-for i = 1, #items, 1000 do
-  redis.call('LPUSH', KEYS[2], unpack(items, i, math.min(i + 999, #items)))
+local out = {}
+for i, raw in ipairs(items) do
+  redis.call('LPUSH', KEYS[2], raw)
+  out[2 * i - 1] = raw
+  out[2 * i] = redis.call('HINCRBY', KEYS[3], raw, 1)
 end
-return items
+return out
 """
 
-# KEYS: attempts, status. ARGV: job id, total, now. Returns the attempt number now starting.
-_START = (
+# KEYS: attempts. ARGV: raw job. Counts one more attempt; returns its number.
+_START = """
+return redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+"""
+
+# KEYS: status. ARGV: total, now. The ebook's first page has started.
+_MARK_STARTED = (
     _REFRESH_STATE
     + """
-local n = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
-ensure_status(KEYS[2], ARGV[2], ARGV[3])
-redis.call('HSETNX', KEYS[2], 'startedAt', ARGV[3])
-refresh_state(KEYS[2], ARGV[3])
-return n
+ensure_status(KEYS[1], ARGV[1], ARGV[2])
+if redis.call('HSETNX', KEYS[1], 'startedAt', ARGV[2]) == 1 then refresh_state(KEYS[1], ARGV[2]) end
+return 1
 """
 )
 
 # KEYS: processing, queue, pages, status, errors, attempts.
-# ARGV: raw job, page index, page json, job id, total, now. Returns 1 if the page is new.
+# ARGV: raw job, page index, page json, total, now. Returns 1 if the page is new.
 _COMPLETE = (
     _REFRESH_STATE
     + """
@@ -78,59 +90,69 @@ if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
   redis.call('LREM', KEYS[2], -1, ARGV[1])
 end
 local new = redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
-redis.call('HDEL', KEYS[6], ARGV[4])
-ensure_status(KEYS[4], ARGV[5], ARGV[6])
-redis.call('HSETNX', KEYS[4], 'startedAt', ARGV[6])
+redis.call('HDEL', KEYS[6], ARGV[1])
+ensure_status(KEYS[4], ARGV[4], ARGV[5])
+redis.call('HSETNX', KEYS[4], 'startedAt', ARGV[5])
 if new == 1 then redis.call('HINCRBY', KEYS[4], 'done', 1) end
 if redis.call('HDEL', KEYS[5], ARGV[2]) == 1 then redis.call('HINCRBY', KEYS[4], 'failed', -1) end
-refresh_state(KEYS[4], ARGV[6])
+refresh_state(KEYS[4], ARGV[5])
 return new
 """
 )
 
 # KEYS: processing, failed, attempts [, status, errors, pages].
-# ARGV: raw job, failed entry, job id ('' if unknown), page index, reason, total, now.
+# ARGV: raw job, failed entry, page index, reason, total, now.
 _FAIL = (
     _REFRESH_STATE
     + """
 redis.call('LREM', KEYS[1], 1, ARGV[1])
 redis.call('LPUSH', KEYS[2], ARGV[2])
-if ARGV[3] ~= '' then redis.call('HDEL', KEYS[3], ARGV[3]) end
+redis.call('HDEL', KEYS[3], ARGV[1])
 if #KEYS == 6 then
-  ensure_status(KEYS[4], ARGV[6], ARGV[7])
-  if redis.call('HEXISTS', KEYS[6], ARGV[4]) == 0 then
-    if redis.call('HSET', KEYS[5], ARGV[4], ARGV[5]) == 1 then
+  ensure_status(KEYS[4], ARGV[5], ARGV[6])
+  if redis.call('HEXISTS', KEYS[6], ARGV[3]) == 0 then
+    if redis.call('HSET', KEYS[5], ARGV[3], ARGV[4]) == 1 then
       redis.call('HINCRBY', KEYS[4], 'failed', 1)
     end
   end
-  refresh_state(KEYS[4], ARGV[7])
+  refresh_state(KEYS[4], ARGV[6])
 end
 return 1
 """
 )
 
-# KEYS: processing, queue, attempts. ARGV: raw job, job id whose attempt to refund ('' = none).
-_GIVE_BACK = """
-local moved = redis.call('LREM', KEYS[1], 1, ARGV[1])
-if moved > 0 then redis.call('RPUSH', KEYS[2], ARGV[1]) end
-if ARGV[2] ~= '' and redis.call('HINCRBY', KEYS[3], ARGV[2], -1) <= 0 then
-  redis.call('HDEL', KEYS[3], ARGV[2])
+# Un-counts an attempt that was counted but did not run to its end (given back on shutdown or
+# on a pool-wide error): those must not bring a job closer to the failed list.
+_REFUND = """
+local function refund(attempts, raw)
+  if redis.call('HINCRBY', attempts, raw, -1) <= 0 then redis.call('HDEL', attempts, raw) end
 end
-return moved
 """
 
-# KEYS: processing, queue, attempts, heartbeat, pools. ARGV: pool id, job ids to refund...
+# KEYS: processing, queue, attempts. ARGV: raw job, '1' to refund its attempt.
+_GIVE_BACK = (
+    _REFUND
+    + """
+local moved = redis.call('LREM', KEYS[1], 1, ARGV[1])
+if moved > 0 then redis.call('RPUSH', KEYS[2], ARGV[1]) end
+if ARGV[2] == '1' then refund(KEYS[3], ARGV[1]) end
+return moved
+"""
+)
+
+# KEYS: processing, queue, attempts, heartbeat, pools. ARGV: pool id, raw jobs to refund...
 # Gives back everything this process still holds and unregisters it.
-_RELEASE = """
+_RELEASE = (
+    _REFUND
+    + """
 local n = 0
 while redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT') do n = n + 1 end
-for i = 2, #ARGV do
-  if redis.call('HINCRBY', KEYS[3], ARGV[i], -1) <= 0 then redis.call('HDEL', KEYS[3], ARGV[i]) end
-end
+for i = 2, #ARGV do refund(KEYS[3], ARGV[i]) end
 redis.call('DEL', KEYS[4])
 redis.call('SREM', KEYS[5], ARGV[1])
 return n
 """
+)
 
 # KEYS: heartbeat, processing, queue, pools (of a process presumed dead). ARGV: its pool id.
 # Returns -1 if it is alive after all, else how many jobs went back to the queue.
@@ -193,6 +215,7 @@ class Store:
         self._batch = ScriptBatcher(redis)
         self._claim = redis.register_script(_CLAIM)
         self._start = redis.register_script(_START)
+        self._mark_started = redis.register_script(_MARK_STARTED)
         self._complete = redis.register_script(_COMPLETE)
         self._fail = redis.register_script(_FAIL)
         self._give_back = redis.register_script(_GIVE_BACK)
@@ -202,39 +225,46 @@ class Store:
 
     # --- claiming -------------------------------------------------------------------------
 
-    async def claim(self, pool_id: str, count: int) -> list[bytes]:
-        """Move up to `count` jobs into the processing list of `pool_id`, without waiting."""
-        items = await self._claim(
-            keys=[self.keys.queue, self.keys.processing(pool_id)], args=[count]
-        )
-        return list(items)
+    async def claim(self, pool_id: str, count: int) -> list[tuple[bytes, int]]:
+        """Move up to `count` jobs into the processing list of `pool_id`, without waiting.
 
-    async def claim_blocking(self, pool_id: str, timeout_s: float) -> bytes | None:
-        """Wait up to `timeout_s` for one job and move it into the processing list."""
+        Each job's attempt is counted as it is claimed. Returns (job, attempt number) pairs.
+        """
+        flat = await self._claim(
+            keys=[self.keys.queue, self.keys.processing(pool_id), self.keys.attempts],
+            args=[count],
+        )
+        return [(_bytes(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+    async def claim_blocking(self, pool_id: str, timeout_s: float) -> tuple[bytes, int] | None:
+        """Wait up to `timeout_s` for one job, move it into the processing list, count an attempt."""
         # Redis takes a fractional timeout; redis-py's annotation says int.
         item = await self.redis.blmove(
             self.keys.queue, self.keys.processing(pool_id), cast(int, timeout_s), "RIGHT", "LEFT"
         )
-        return None if item is None else _bytes(item)
+        if item is None:
+            return None
+        raw = _bytes(item)
+        return raw, await self.start(raw)
 
     # --- one job's life -------------------------------------------------------------------
 
-    async def start(self, *, job_id: str, ebook_id: str, total: int, now_ms: int) -> int:
-        """Count an attempt (in Redis, so it survives crashes) and mark the ebook as started.
+    async def start(self, raw: bytes) -> int:
+        """Count one more attempt of a claimed job (in Redis, so it survives crashes).
 
         Returns the number of the attempt now starting, 1-based.
         """
-        n = await self._batch.call(
-            self._start, [self.keys.attempts, self.keys.status(ebook_id)], [job_id, total, now_ms]
-        )
-        return int(n)
+        return int(await self._batch.call(self._start, [self.keys.attempts], [raw]))
+
+    async def mark_started(self, *, ebook_id: str, total: int, now_ms: int) -> None:
+        """Record that the ebook's first page started (its state becomes "generating")."""
+        await self._batch.call(self._mark_started, [self.keys.status(ebook_id)], [total, now_ms])
 
     async def complete(
         self,
         pool_id: str,
         raw: bytes,
         *,
-        job_id: str,
         ebook_id: str,
         page_index: int,
         total: int,
@@ -252,7 +282,7 @@ class Store:
                 self.keys.page_errors(ebook_id),
                 self.keys.attempts,
             ],
-            [raw, page_index, page_json, job_id, total, now_ms],
+            [raw, page_index, page_json, total, now_ms],
         )
         return bool(new)
 
@@ -287,7 +317,6 @@ class Store:
             [
                 raw,
                 json.dumps(entry, ensure_ascii=False),
-                entry.get("jobId") or "",
                 page_index,
                 entry.get("error", ""),
                 total,
@@ -295,11 +324,11 @@ class Store:
             ],
         )
 
-    async def give_back(self, pool_id: str, raw: bytes, *, refund_job_id: str | None) -> bool:
-        """Return a claimed job to the head of the queue; optionally un-count its attempt."""
+    async def give_back(self, pool_id: str, raw: bytes, *, refund: bool) -> bool:
+        """Return a claimed job to the head of the queue; `refund` un-counts its last attempt."""
         moved = await self._give_back(
             keys=[self.keys.processing(pool_id), self.keys.queue, self.keys.attempts],
-            args=[raw, refund_job_id or ""],
+            args=[raw, "1" if refund else ""],
         )
         return bool(moved)
 
@@ -312,8 +341,11 @@ class Store:
             pipe.sadd(self.keys.pools, pool_id)
             await pipe.execute()
 
-    async def release(self, pool_id: str, *, refund_job_ids: Sequence[str] = ()) -> int:
-        """Give back every job this process holds and unregister it. Returns how many."""
+    async def release(self, pool_id: str, *, refund: Sequence[bytes] = ()) -> int:
+        """Give back every job this process holds and unregister it. Returns how many.
+
+        `refund` lists the jobs whose last counted attempt did not run to its end.
+        """
         n = await self._release(
             keys=[
                 self.keys.processing(pool_id),
@@ -322,7 +354,7 @@ class Store:
                 self.keys.heartbeat(pool_id),
                 self.keys.pools,
             ],
-            args=[pool_id, *refund_job_ids],
+            args=[pool_id, *refund],
         )
         return int(n)
 

@@ -19,6 +19,7 @@ import os
 import secrets
 import signal
 import socket
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
@@ -58,6 +59,7 @@ REDIS_TRANSIENT: tuple[type[BaseException], ...] = (
 _MAX_CLAIM_BATCH = 1_000
 _WRITE_DRAIN_S = 5.0  # after the grace period, how long pending result writes may still take
 _RESTART_BACKOFF_MAX_S = 30.0
+_STARTED_EBOOKS_KEPT = 10_000  # ebooks this process remembers having marked as started
 
 
 class _Stopping(Exception):
@@ -95,8 +97,11 @@ class Pool:
         self._resumed.set()
         self.pause_reason: str | None = None
         self._slots = asyncio.Semaphore(settings.concurrent_workers)
-        self._handoff: asyncio.Queue[bytes | None] = asyncio.Queue()
-        self._attempting: dict[bytes, str] = {}  # raw job → job id whose attempt is running
+        self._handoff: asyncio.Queue[tuple[bytes, int] | None] = asyncio.Queue()
+        # Jobs whose counted attempt has not run to its end (claimed, or generating): if the
+        # pool stops now, those attempts are refunded as the jobs are given back.
+        self._unfinished: Counter[bytes] = Counter()
+        self._started_ebooks: OrderedDict[str, None] = OrderedDict()
         self._writes: set[asyncio.Task[Any]] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._redis_down_since: float | None = None
@@ -176,7 +181,7 @@ class Pool:
         await _cancel_all(housekeeping)
         try:
             n = await asyncio.wait_for(
-                self.store.release(self.id, refund_job_ids=list(self._attempting.values())),
+                self.store.release(self.id, refund=list(self._unfinished.elements())),
                 timeout=_WRITE_DRAIN_S,
             )
         except REDIS_TRANSIENT as exc:  # includes TimeoutError (an OSError)
@@ -203,7 +208,7 @@ class Pool:
             while want < _MAX_CLAIM_BATCH and not self._slots.locked():
                 await self._slots.acquire()
                 want += 1
-            got: list[bytes] = []
+            got: list[tuple[bytes, int]] = []
             try:
                 got = await self.store.claim(self.id, want)
                 if not got:
@@ -219,8 +224,9 @@ class Pool:
             finally:
                 for _ in range(want - len(got)):
                     self._slots.release()
-            for raw in got:
-                self._handoff.put_nowait(raw)
+            for raw, attempt in got:
+                self._unfinished[raw] += 1
+                self._handoff.put_nowait((raw, attempt))
 
     # --- workers ----------------------------------------------------------------------------
 
@@ -240,18 +246,19 @@ class Pool:
     async def _work(self, n: int) -> None:
         delay = self.settings.processing_delay_s
         while True:
-            raw = await self._handoff.get()
-            if raw is None:
+            claimed = await self._handoff.get()
+            if claimed is None:
                 return
+            raw, attempt = claimed
             try:
                 self.stats.active += 1
                 try:
-                    await self._handle(n, raw)
+                    await self._handle(n, raw, attempt)
                 except (_Stopping, asyncio.CancelledError):
                     raise
                 except Exception:
                     # A bug in the pool, not in the page: return the job before crashing.
-                    await self._give_back(raw, refund_job_id=self._attempting.pop(raw, None))
+                    await self._give_back(raw, refund=self._attempt_ended(raw))
                     raise
                 finally:
                     self.stats.active -= 1
@@ -262,20 +269,30 @@ class Pool:
             finally:
                 self._slots.release()
 
-    async def _handle(self, n: int, raw: bytes) -> None:
+    async def _handle(self, n: int, raw: bytes, claimed_attempt: int) -> None:
+        """Run a claimed job to its end: stored, failed, or given back.
+
+        Args:
+            n: the worker's number, for the log.
+            raw: the job's exact payload.
+            claimed_attempt: the attempt number counted when the job was claimed.
+        """
         try:
             job = decode_job(raw, max_bytes=self.settings.max_job_bytes)
         except InvalidJob as exc:
-            logger.warning(f"[Worker-{n}] Invalid job sent to the failed list: {exc}")
+            self._attempt_ended(raw)
+            logger.warning("[Worker-{}] Invalid job sent to the failed list: {}", n, exc)
             await self._fail(raw, None, reason=f"invalid job: {exc}", kind="invalid", attempts=0)
             return
         if self.paused:  # claimed just before the pause: hand it back untouched
-            await self._give_back(raw, refund_job_id=None)
+            await self._give_back(raw, refund=self._attempt_ended(raw))
             return
+        self._note_started(job)
         log = logger.bind(worker=n, ebook_id=job.ebook_id, page_index=job.page_index, job_id=job.id)
         where = f"EbookID={job.ebook_id}, PageIndex={job.page_index}"
         max_attempts = self.settings.max_attempts
         attempt = 0
+        next_attempt: int | None = claimed_attempt
         started = monotonic()
 
         def spent(_: RetryCallState) -> bool:
@@ -289,25 +306,26 @@ class Pool:
             exc = state.outcome.exception() if state.outcome else None
             wait_s = state.upcoming_sleep
             log.warning(
-                f"[Worker-{n}] Attempt {attempt}/{max_attempts} failed for {where}: "
-                f"{_reason(exc)}; retrying in {wait_s:.2f}s"
-            )
+                "[Worker-{}] Attempt {}/{} failed for {}: {}; retrying in {:.2f}s",
+                n, attempt, max_attempts, where, _reason(exc), wait_s,
+            )  # fmt: skip
 
         def retryable(exc: BaseException) -> bool:
             return is_retryable(exc) and not isinstance(exc, _OutOfAttempts)
 
         async def one_attempt() -> GeneratedPage:
-            nonlocal attempt
-            attempt = await self._persist(
-                self.store.start,
-                job_id=job.id,
-                ebook_id=job.ebook_id,
-                total=job.total_pages,
-                now_ms=now_ms(),
-            )
+            nonlocal attempt, next_attempt
+            if next_attempt is None:  # a retry: count it (the first was counted at claim)
+                next_attempt = await self._persist(self.store.start, raw)
+                self._unfinished[raw] += 1
+            attempt, next_attempt = next_attempt, None
             if attempt > max_attempts:
+                self._attempt_ended(raw)
                 raise _OutOfAttempts(attempt - 1)
-            log.info(f"[Worker-{n}] Processing job: {where} (Attempt {attempt}/{max_attempts})")
+            log.info(
+                "[Worker-{}] Processing job: EbookID={}, PageIndex={} (Attempt {}/{})",
+                n, job.ebook_id, job.page_index, attempt, max_attempts,
+            )  # fmt: skip
             return await self._generate(raw, job)
 
         async def all_attempts() -> GeneratedPage:
@@ -342,49 +360,76 @@ class Pool:
         try:
             page = await all_attempts()
         except _Stopping:
-            await self._give_back(raw, refund_job_id=None)
+            await self._give_back(raw, refund=False)
             raise
         except _OutOfAttempts as exc:
             reason = (
                 f"gave up: {exc.attempts} attempts were started and none finished "
                 "(the process running it died or was stopped each time)"
             )
-            log.error(f"[Worker-{n}] Failed job: {where}: {reason}")
+            log.error("[Worker-{}] Failed job: {}: {}", n, where, reason)
             await self._fail(raw, job, reason=reason, kind="exhausted", attempts=exc.attempts)
         except PoolFatalError as exc:
-            await self._give_back(raw, refund_job_id=job.id)
+            await self._give_back(raw, refund=True)  # not the job's fault
             self._pause(exc)
         except JobFatalError as exc:
-            log.error(f"[Worker-{n}] Failed job: {where} (not retryable): {_reason(exc)}")
+            log.error("[Worker-{}] Failed job: {} (not retryable): {}", n, where, _reason(exc))
             await self._fail(raw, job, reason=_reason(exc), kind="fatal", attempts=attempt)
         except Exception as exc:
-            log.error(f"[Worker-{n}] Failed job: {where} after {attempt} attempts: {_reason(exc)}")
+            log.error(
+                "[Worker-{}] Failed job: {} after {} attempts: {}", n, where, attempt, _reason(exc)
+            )
             await self._fail(raw, job, reason=_reason(exc), kind="exhausted", attempts=attempt)
         else:
             duration_s = monotonic() - started
             await self._complete(raw, job, page, attempts=attempt, duration_s=duration_s)
             log.info(
-                f"[Worker-{n}] Completed job: {where} in {duration_s:.1f}s "
-                f"({page.completion_tokens} tokens, attempt {attempt})"
-            )
+                "[Worker-{}] Completed job: EbookID={}, PageIndex={} in {:.1f}s ({} tokens, attempt {})",
+                n, job.ebook_id, job.page_index, duration_s, page.completion_tokens, attempt,
+            )  # fmt: skip
 
     async def _generate(self, raw: bytes, job: PageJob) -> GeneratedPage:
         """One attempt, bounded by GENERATION_TIMEOUT even if the generator ignores it."""
         timeout_s = self.settings.generation_timeout_s
-        self._attempting[raw] = job.id
         try:
             async with asyncio.timeout(timeout_s + 1.0):
                 page = await self.generator.generate(job, timeout_s=timeout_s)
         except asyncio.CancelledError:
-            raise  # the mark stays, so that release() refunds this interrupted attempt
+            raise  # still unfinished: release() refunds this interrupted attempt
         except TimeoutError:
-            del self._attempting[raw]
+            self._attempt_ended(raw)
             raise TimeoutError(f"generation timed out after {timeout_s:.0f}s") from None
         except BaseException:
-            del self._attempting[raw]
+            self._attempt_ended(raw)
             raise
-        del self._attempting[raw]
+        self._attempt_ended(raw)
         return page
+
+    def _attempt_ended(self, raw: bytes) -> bool:
+        """Forget a counted attempt of `raw` that ended; True if one was still open."""
+        if self._unfinished[raw] <= 0:
+            return False
+        self._unfinished[raw] -= 1
+        if not self._unfinished[raw]:
+            del self._unfinished[raw]
+        return True
+
+    def _note_started(self, job: PageJob) -> None:
+        """Mark the ebook as started, once per ebook per process (bounded memory)."""
+        if job.ebook_id in self._started_ebooks:
+            self._started_ebooks.move_to_end(job.ebook_id)
+            return
+        self._started_ebooks[job.ebook_id] = None
+        if len(self._started_ebooks) > _STARTED_EBOOKS_KEPT:
+            self._started_ebooks.popitem(last=False)
+        self._spawn(
+            self._persist(
+                self.store.mark_started,
+                ebook_id=job.ebook_id,
+                total=job.total_pages,
+                now_ms=now_ms(),
+            )
+        )
 
     # --- outcomes (written even if the worker is cancelled) ----------------------------------
 
@@ -415,7 +460,6 @@ class Pool:
                 self.store.complete,
                 self.id,
                 raw,
-                job_id=job.id,
                 ebook_id=job.ebook_id,
                 page_index=job.page_index,
                 total=job.total_pages,
@@ -450,11 +494,11 @@ class Pool:
         )
         self.stats.record_failure()
 
-    async def _give_back(self, raw: bytes, *, refund_job_id: str | None) -> None:
+    async def _give_back(self, raw: bytes, *, refund: bool) -> None:
         with contextlib.suppress(*REDIS_TRANSIENT):
             # If Redis is down the job stays in our processing list: release() or the reaper
             # returns it later. Never wait here: this runs on the way out.
-            await self.store.give_back(self.id, raw, refund_job_id=refund_job_id)
+            await self.store.give_back(self.id, raw, refund=refund)
 
     async def _shielded(self, write: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(write)

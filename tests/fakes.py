@@ -96,6 +96,11 @@ def job(ebook: str, index: int, total: int, **extra: Any) -> str:
     )
 
 
+def attempts_field(payload: str) -> str:
+    """The field of `Keys.attempts` that counts the attempts of this exact payload."""
+    return payload
+
+
 async def push(redis: Redis, *payloads: str | bytes, keys: Keys = KEYS) -> None:
     await redis.lpush(keys.queue, *payloads)
 

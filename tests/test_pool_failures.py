@@ -12,6 +12,7 @@ from pool import GeneratedPage, JobFatalError, Pool, PoolFatalError, RetryableEr
 from pool.keys import Keys
 from tests.fakes import (
     FakeGenerator,
+    attempts_field,
     failed,
     fast_settings,
     job,
@@ -182,7 +183,7 @@ async def test_pool_fatal_error_pauses_without_burning_the_queue(redis: Redis) -
         # The failed job went back; one call was made, no job failed, no attempt was spent.
         assert await redis.llen(KEYS.queue) == 10
         assert await failed(redis) == []
-        assert await redis.hget(KEYS.attempts, "k:0") is None
+        assert await redis.hget(KEYS.attempts, attempts_field(job("k", 0, 10))) is None
         await wait_until(lambda: _hlen(redis, KEYS.pages("k"), 10), what="all pages after resume")
     assert gen.probes == 3
     assert len(gen.calls) == 11  # the one that hit the bad key, then each page once
@@ -192,7 +193,8 @@ async def test_pool_fatal_error_pauses_without_burning_the_queue(redis: Redis) -
 
 async def test_attempt_count_survives_crashes(redis: Redis) -> None:
     """A job whose earlier attempts all died with their process is failed, not looped forever."""
-    await redis.hset(KEYS.attempts, "c:0", 4)  # four attempts started by processes that died
+    # Four attempts started by processes that died.
+    await redis.hset(KEYS.attempts, attempts_field(job("c", 0, 1)), 4)
     gen = FakeGenerator()
     pool = Pool(redis=redis, generator=gen, settings=fast_settings(max_retries=3))
     await push(redis, job("c", 0, 1))

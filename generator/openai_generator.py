@@ -19,6 +19,7 @@ What counts as a page, and what does not:
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -26,9 +27,8 @@ from typing import Any, Self
 
 import httpx2
 from loguru import logger
-from openai import AsyncOpenAI, DefaultAsyncHttpx2Client
+from openai import AsyncOpenAI, DefaultAioHttpClient
 from openai.types.chat import (
-    ChatCompletion,
     ChatCompletionMessageParam,
 )
 
@@ -47,6 +47,8 @@ from pool.generation import (
 from pool.job import PageJob
 
 __all__ = ["OpenAIPageGenerator"]
+
+_DEFAULT_MAX_CONNECTIONS = 100  # when the caller does not say how many pages run at once
 
 _TOKENS_PER_TARGET_WORD = 2  # room for the heading and for languages with longer tokens
 _PROBE_MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Reply with OK."}]
@@ -138,7 +140,7 @@ class OpenAIPageGenerator:
             organization=settings.openai_organization,
             project=settings.openai_project,
             max_retries=0,
-            http_client=_http_client(max_connections) if max_connections else None,
+            http_client=_http_client(max_connections or _DEFAULT_MAX_CONNECTIONS),
         )
         return cls(
             client=client,
@@ -226,33 +228,41 @@ class OpenAIPageGenerator:
         limit: int,
         temperature: float | None,
         timeout_s: float,
-    ) -> tuple[ChatCompletion, Any]:
-        """One chat completion request: the parsed answer and its headers, or a pool error."""
-        extra: dict[str, Any] = {self.max_tokens_field: limit}
+    ) -> tuple[dict[str, Any], httpx2.Headers]:
+        """One chat completion request: the answer's JSON and its headers, or a pool error.
+
+        The body is posted as built (`client.post`, the SDK's way to make a request it has no
+        method for) and the answer read as plain JSON: `chat.completions.create` would spend
+        more CPU walking its typed parameters and building response models than the rest of
+        the request, which shows at a thousand pages in flight. Errors, timeouts and headers
+        go through the SDK exactly as with `create`.
+        """
+        body: dict[str, Any] = {"model": model, "messages": messages, self.max_tokens_field: limit}
         if temperature is not None:
-            extra["temperature"] = temperature
+            body["temperature"] = temperature
         try:
             # The SDK's timeout bounds each network phase; asyncio.timeout bounds their sum.
             async with asyncio.timeout(timeout_s):
-                raw = await self._client.chat.completions.with_raw_response.create(
-                    model=model, messages=messages, timeout=timeout_s, **extra
+                response = await self._client.post(
+                    "/chat/completions",
+                    body=body,
+                    cast_to=httpx2.Response,
+                    options={"timeout": timeout_s},
                 )
+                data = json.loads(await response.aread())
+        except ValueError as exc:  # a 2xx whose body is not JSON
+            raise RetryableError(
+                f"{MALFORMED}: the answer is not JSON ({exc})", status=200, code=MALFORMED
+            ) from None
         except Exception as exc:
             raise self._classify(exc, timeout_s=timeout_s) from None
-        try:
-            completion = raw.parse()
-        except Exception as exc:  # a 2xx whose body is not a completion
-            err = self._classify(exc, timeout_s=timeout_s)
+        if not isinstance(data, dict):
             raise RetryableError(
-                f"HTTP {raw.status_code} {err.reason}", status=raw.status_code, code=err.code
-            ) from None
-        if not isinstance(completion, ChatCompletion):
-            raise RetryableError(
-                f"{MALFORMED}: answer is {type(completion).__name__}, not a chat completion",
-                status=raw.status_code,
+                f"{MALFORMED}: the answer is JSON {type(data).__name__}, not a chat completion",
+                status=response.status_code,
                 code=MALFORMED,
             )
-        return completion, raw.headers
+        return data, response.headers
 
     def _classify(self, exc: Exception, *, timeout_s: float) -> GenerationError:
         return classify_error(
@@ -282,15 +292,15 @@ class OpenAIPageGenerator:
         return err
 
 
-def _page_from(completion: ChatCompletion, *, model: str, max_tokens: int) -> GeneratedPage:
-    """The page in a completion, or the error that says why there is none."""
-    # The SDK builds responses without validation, so a field may be missing or of a wrong type.
+def _page_from(completion: dict[str, Any], *, model: str, max_tokens: int) -> GeneratedPage:
+    """The page in a completion's JSON, or the error that says why there is none."""
+    # Compatible servers differ in what they omit: read leniently, fail only without a message.
     try:
-        choice = completion.choices[0]
-        message = choice.message
-        content = message.content
-        refusal = getattr(message, "refusal", None)
-        finish_reason = choice.finish_reason
+        choice = completion["choices"][0]
+        message = choice["message"]
+        content = message.get("content")
+        refusal = message.get("refusal")
+        finish_reason = choice.get("finish_reason")
     except (AttributeError, IndexError, TypeError, KeyError):
         raise RetryableError(
             f"{MALFORMED}: the answer has no choices[0].message", code=MALFORMED
@@ -310,18 +320,29 @@ def _page_from(completion: ChatCompletion, *, model: str, max_tokens: int) -> Ge
         )
     if not isinstance(content, str) or not content.strip():
         raise RetryableError("empty_content: the answer has no text", code="empty_content")
-    usage = getattr(completion, "usage", None)
+    usage = completion.get("usage")
+    if not isinstance(usage, dict):
+        usage = {}
     return GeneratedPage(
         content=content.strip(),
-        model=getattr(completion, "model", None) or model,
+        model=str(completion.get("model") or model),
         finish_reason=str(finish_reason or "stop"),
-        prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-        completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+        prompt_tokens=_int(usage.get("prompt_tokens")),
+        completion_tokens=_int(usage.get("completion_tokens")),
     )
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) else 0
 
 
 def _http_client(max_connections: int) -> httpx2.AsyncClient:
+    """The SDK's aiohttp transport (its advice for concurrency), with room for every worker.
+
+    Measured against the simulator, it takes less than half the CPU per request of the default
+    httpx transport.
+    """
     limits = httpx2.Limits(
         max_connections=max_connections, max_keepalive_connections=max_connections
     )
-    return DefaultAsyncHttpx2Client(limits=limits)
+    return DefaultAioHttpClient(limits=limits)

@@ -4,7 +4,7 @@ Options (`--option key=value`):
     generator=noop     a generator that returns a page at once, in-process (default)
     generator=openai   the real `generator.OpenAIPageGenerator` (openai SDK over HTTP), pointed at
                        `base_url` (the simulator); its connection pool is sized to the
-                       concurrency; `transport=httpx` (the SDK's default) or `aiohttp`
+                       concurrency, exactly as `ebook-pool run` builds it
     enqueue=0          do not enqueue (another process does; scale-out runs)
     profile=PATH       profile the run with pyinstrument and write an HTML report to PATH
 """
@@ -72,34 +72,18 @@ def _job_number(job: PageJob) -> int:
     return int(job.ebook_id.rsplit("-", 1)[1]) * job.total_pages + job.page_index
 
 
-def openai_generator(base_url: str, concurrency: int, transport: str) -> PageGenerator:
-    """`OpenAIPageGenerator` on the simulator, with a connection pool that fits `concurrency`.
+def openai_generator(base_url: str, concurrency: int) -> PageGenerator:
+    """`OpenAIPageGenerator` on the simulator, built as `ebook-pool run` builds it.
 
-    Args:
-        transport: "httpx", the SDK's default transport, or "aiohttp", the one its README
-            recommends "for improved concurrency performance" (`DefaultAioHttpClient`).
-
-    The SDK's default pool keeps at most 1,000 connections (100 kept alive): past that,
-    requests wait for a connection or reconnect, which is the SDK's limit, not the pool's.
+    `from_settings` gives it the SDK's aiohttp transport with a connection pool sized to the
+    concurrency (the SDK's default keeps 1,000 connections, only 100 of them alive).
     """
-    from openai import AsyncOpenAI, DefaultAioHttpClient, DefaultAsyncHttpxClient
+    from generator import GeneratorSettings, OpenAIPageGenerator
 
-    try:  # recent openai releases ship on httpx2, older ones on httpx
-        import httpx2 as httpx
-    except ImportError:
-        import httpx  # type: ignore[no-redef]
-
-    from generator import OpenAIPageGenerator
-
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    client_class = DefaultAioHttpClient if transport == "aiohttp" else DefaultAsyncHttpxClient
-    client = AsyncOpenAI(
-        api_key="sk-bench",
-        base_url=base_url,
-        max_retries=0,
-        http_client=client_class(limits=limits),
+    settings = GeneratorSettings(openai_model="gpt-4o-mini")
+    return OpenAIPageGenerator.from_settings(
+        settings, api_key="sk-bench", base_url=base_url, max_connections=concurrency
     )
-    return OpenAIPageGenerator(client=client, model="gpt-4o-mini")
 
 
 class OursAdapter:
@@ -115,9 +99,7 @@ class OursAdapter:
         self._ebooks = -(-spec.jobs // min(PAGES_PER_EBOOK, spec.jobs))
         self.check_commands = {"hget": self._ebooks}
         if spec.options.get("generator", "noop") == "openai":
-            inner = openai_generator(
-                spec.options["base_url"], spec.concurrency, spec.options.get("transport", "httpx")
-            )
+            inner = openai_generator(spec.options["base_url"], spec.concurrency)
             generator: PageGenerator = CountingGenerator(inner, probe)
         else:
             generator = NoopGenerator(probe)

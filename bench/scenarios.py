@@ -38,8 +38,6 @@ class Plan:
     overhead_jobs: int = 20_000
     overhead_concurrency: int = 100
     io_levels: tuple[int, ...] = (10, 100, 1_000, 2_000)
-    #: Levels also run on the openai SDK's default httpx transport (it collapses past ~100).
-    io_httpx_levels: tuple[int, ...] = (10, 100)
     io_latency_s: float = 1.0
     io_jobs_per_slot: int = 5
     seed_workers: tuple[int, ...] = (5, 50, 500)
@@ -62,7 +60,6 @@ class Plan:
             repeats=repeats,
             overhead_jobs=300,
             io_levels=(10, 100, 500),
-            io_httpx_levels=(100,),
             io_latency_s=0.2,
             seed_workers=(5, 50),
             seed_latency_s=0.5,
@@ -324,7 +321,6 @@ def slow_io(bench: Bench) -> Section:
         2, f"Slow I/O: simulator over HTTP, {latency:g} s ± 20% per page, one process"
     )
     levels = [("aiohttp", level) for level in plan.io_levels]
-    levels += [("httpx", level) for level in plan.io_httpx_levels]
     with Simulator(latency) as sim:
         for transport, level in levels:
             jobs = plan.io_jobs_per_slot * level
@@ -376,11 +372,10 @@ def slow_io(bench: Bench) -> Section:
     )
     section.notes.append(
         "Generator: the real `generator.OpenAIPageGenerator` (openai SDK) over HTTP to "
-        "`python -m generator.simulator` in its own process. Transport `aiohttp` is the SDK's "
-        "`DefaultAioHttpClient` (its README's advice for concurrency); `httpx` is the SDK's "
-        "default. Either pool is sized to the concurrency (max connections = kept alive = "
-        "concurrency); the SDK's default (1,000 / 100 kept alive) would cap 2,000 in flight and "
-        "reconnect for most requests past 100."
+        "`python -m generator.simulator` in its own process, built as `ebook-pool run` builds "
+        "it: the SDK's `DefaultAioHttpClient` transport (its README's advice for concurrency) "
+        "with max connections = kept alive = concurrency; the SDK's default (1,000 / 100 kept "
+        "alive) would cap 2,000 in flight and reconnect for most requests past 100."
     )
     return section
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import secrets
@@ -381,12 +382,22 @@ class Pool:
             )
             await self._fail(raw, job, reason=_reason(exc), kind="exhausted", attempts=attempt)
         else:
+            # The worker moves on while its page is stored: the job stays in this process's
+            # processing list until the write lands, so a crash before that loses nothing.
             duration_s = monotonic() - started
-            await self._complete(raw, job, page, attempts=attempt, duration_s=duration_s)
-            log.info(
-                "[Worker-{}] Completed job: EbookID={}, PageIndex={} in {:.1f}s ({} tokens, attempt {})",
-                n, job.ebook_id, job.page_index, duration_s, page.completion_tokens, attempt,
-            )  # fmt: skip
+            now = now_ms()
+            page_json = self._page_json(job, page, attempts=attempt, duration_s=duration_s, now=now)
+            write = self._store_page(
+                raw,
+                job,
+                page_json,
+                now=now,
+                n=n,
+                attempts=attempt,
+                tokens=page.completion_tokens,
+                duration_s=duration_s,
+            )
+            self._background_write(write, raw)
 
     async def _generate(self, raw: bytes, job: PageJob) -> GeneratedPage:
         """One attempt, bounded by GENERATION_TIMEOUT even if the generator ignores it."""
@@ -433,10 +444,10 @@ class Pool:
 
     # --- outcomes (written even if the worker is cancelled) ----------------------------------
 
-    async def _complete(
-        self, raw: bytes, job: PageJob, page: GeneratedPage, *, attempts: int, duration_s: float
-    ) -> None:
-        finished = now_ms()
+    def _page_json(
+        self, job: PageJob, page: GeneratedPage, *, attempts: int, duration_s: float, now: int
+    ) -> str:
+        """The stored page (docs/contract.md, "pages hash")."""
         record: dict[str, Any] = {
             "v": 1,
             "jobId": job.id,
@@ -450,24 +461,41 @@ class Pool:
             "completionTokens": page.completion_tokens,
             "attempts": attempts,
             "durationMs": round(duration_s * 1000),
-            "generatedAt": finished,
+            "generatedAt": now,
             "poolId": self.id,
         }
         if job.metadata is not None:
             record["metadata"] = job.metadata
-        await self._shielded(
-            self._persist(
-                self.store.complete,
-                self.id,
-                raw,
-                ebook_id=job.ebook_id,
-                page_index=job.page_index,
-                total=job.total_pages,
-                page_json=json.dumps(record, ensure_ascii=False),
-                now_ms=finished,
-            )
+        return json.dumps(record, ensure_ascii=False)
+
+    async def _store_page(
+        self,
+        raw: bytes,
+        job: PageJob,
+        page_json: str,
+        *,
+        now: int,
+        n: int,
+        attempts: int,
+        tokens: int,
+        duration_s: float,
+    ) -> None:
+        """Write a finished page (waiting out Redis outages), then count and log it."""
+        await self._persist(
+            self.store.complete,
+            self.id,
+            raw,
+            ebook_id=job.ebook_id,
+            page_index=job.page_index,
+            total=job.total_pages,
+            page_json=page_json,
+            now_ms=now,
         )
         self.stats.record_success(duration_s)
+        logger.bind(worker=n, ebook_id=job.ebook_id, page_index=job.page_index, job_id=job.id).info(
+            "[Worker-{}] Completed job: EbookID={}, PageIndex={} in {:.1f}s ({} tokens, attempt {})",
+            n, job.ebook_id, job.page_index, duration_s, tokens, attempts,
+        )  # fmt: skip
 
     async def _fail(
         self, raw: bytes, job: PageJob | None, *, reason: str, kind: str, attempts: int
@@ -505,6 +533,20 @@ class Pool:
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
         await asyncio.shield(task)
+
+    def _background_write(self, write: Awaitable[None], raw: bytes) -> None:
+        """Run a write without waiting for it; shutdown waits for it (`_writes`)."""
+        task = asyncio.ensure_future(write)
+        self._writes.add(task)
+        task.add_done_callback(functools.partial(self._write_done, raw=raw))
+
+    def _write_done(self, task: asyncio.Task[None], *, raw: bytes) -> None:
+        self._writes.discard(task)
+        if task.cancelled() or task.exception() is None:
+            return
+        # Not an outage (those are waited out): a bug. Return the job rather than strand it.
+        logger.opt(exception=task.exception()).error("[Worker Pool] Storing a page failed")
+        self._spawn(self._give_back(raw, refund=False))
 
     # --- Redis outages ----------------------------------------------------------------------
 

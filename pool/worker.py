@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import os
 import secrets
 import signal
@@ -40,6 +39,7 @@ from pool.generation import (
 )
 from pool.job import InvalidJob, PageJob, decode_job
 from pool.keys import Keys
+from pool.records import FailureKind, failed_entry, page_record
 from pool.retry import is_retryable, wait_policy
 from pool.stats import Stats, format_stats
 from pool.store import Store
@@ -386,7 +386,9 @@ class Pool:
             # processing list until the write lands, so a crash before that loses nothing.
             duration_s = monotonic() - started
             now = now_ms()
-            page_json = self._page_json(job, page, attempts=attempt, duration_s=duration_s, now=now)
+            page_json = page_record(
+                job, page, attempts=attempt, duration_s=duration_s, now_ms=now, pool_id=self.id
+            )
             write = self._store_page(
                 raw,
                 job,
@@ -444,30 +446,6 @@ class Pool:
 
     # --- outcomes (written even if the worker is cancelled) ----------------------------------
 
-    def _page_json(
-        self, job: PageJob, page: GeneratedPage, *, attempts: int, duration_s: float, now: int
-    ) -> str:
-        """The stored page (docs/contract.md, "pages hash")."""
-        record: dict[str, Any] = {
-            "v": 1,
-            "jobId": job.id,
-            "ebookId": job.ebook_id,
-            "pageIndex": job.page_index,
-            "pageTitle": job.page_title,
-            "content": page.content,
-            "model": page.model,
-            "finishReason": page.finish_reason,
-            "promptTokens": page.prompt_tokens,
-            "completionTokens": page.completion_tokens,
-            "attempts": attempts,
-            "durationMs": round(duration_s * 1000),
-            "generatedAt": now,
-            "poolId": self.id,
-        }
-        if job.metadata is not None:
-            record["metadata"] = job.metadata
-        return json.dumps(record, ensure_ascii=False)
-
     async def _store_page(
         self,
         raw: bytes,
@@ -498,28 +476,13 @@ class Pool:
         )  # fmt: skip
 
     async def _fail(
-        self, raw: bytes, job: PageJob | None, *, reason: str, kind: str, attempts: int
+        self, raw: bytes, job: PageJob | None, *, reason: str, kind: FailureKind, attempts: int
     ) -> None:
-        entry: dict[str, Any] = {
-            "payload": raw.decode(errors="replace"),
-            "error": reason,
-            "errorType": kind,
-            "attempts": attempts,
-            "failedAt": now_ms(),
-            "poolId": self.id,
-        }
-        if job is not None:
-            entry |= {
-                "jobId": job.id,
-                "ebookId": job.ebook_id,
-                "pageIndex": job.page_index,
-                "totalPages": job.total_pages,
-            }
-        else:
-            entry |= _salvage_ids(raw)
-        await self._shielded(
-            self._persist(self.store.fail, self.id, raw, entry=entry, now_ms=now_ms())
+        now = now_ms()
+        entry = failed_entry(
+            raw, job, reason=reason, kind=kind, attempts=attempts, now_ms=now, pool_id=self.id
         )
+        await self._shielded(self._persist(self.store.fail, self.id, raw, entry=entry, now_ms=now))
         self.stats.record_failure()
 
     async def _give_back(self, raw: bytes, *, refund: bool) -> None:
@@ -714,20 +677,3 @@ def _reason(exc: BaseException | None) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     name = type(exc).__name__
     return text if text and name in text else (f"{name}: {text}" if text else name)
-
-
-def _salvage_ids(raw: bytes) -> dict[str, Any]:
-    """From an invalid payload, keep the ids that are usable, so its ebook shows the failure."""
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    out: dict[str, Any] = {}
-    ebook, index, total = data.get("ebookId"), data.get("pageIndex"), data.get("totalPages")
-    if isinstance(ebook, str) and ebook and len(ebook) <= 200:
-        out["ebookId"] = ebook
-        if isinstance(index, int) and isinstance(total, int) and 0 <= index < total <= 10_000:
-            out |= {"pageIndex": index, "totalPages": total}
-    return out

@@ -15,7 +15,7 @@ from types import TracebackType
 import psutil
 from redis import Redis
 
-__all__ = ["RedisServer", "redis_server_version"]
+__all__ = ["RedisServer", "redis_server_version", "stop_process"]
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -84,13 +84,8 @@ class RedisServer:
         tb: TracebackType | None,
     ) -> None:
         self.client.close()
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        if self._proc is not None:
+            stop_process(self._proc)
         self._dir.cleanup()
 
     @property
@@ -119,3 +114,15 @@ class RedisServer:
     def socket_reads(self) -> int:
         """INFO stats total_reads_processed: socket reads, i.e. about one per round trip."""
         return int(self.client.info("stats")["total_reads_processed"])
+
+
+def stop_process(proc: subprocess.Popen[bytes], *, timeout_s: float = 10.0) -> None:
+    """SIGTERM a child we started, then SIGKILL it if it has not exited within `timeout_s`."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

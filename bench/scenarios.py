@@ -18,7 +18,7 @@ from typing import Any
 
 from bench.catalog import OURS, Contender
 from bench.harness import Child, RunError, Target, command_line, run_once
-from bench.redis_server import RedisServer
+from bench.redis_server import RedisServer, stop_process
 
 __all__ = ["SCENARIOS", "Bench", "Plan", "Section"]
 
@@ -276,13 +276,7 @@ class Simulator:
                 time.sleep(0.05)
 
     def __exit__(self, *_: object) -> None:
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        stop_process(self._proc)
 
 
 def _io_runs(

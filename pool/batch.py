@@ -13,7 +13,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
+from redis.exceptions import ConnectionError, NoScriptError, TimeoutError
 
 __all__ = ["ScriptBatcher"]
 
@@ -58,7 +58,18 @@ class ScriptBatcher:
 
     async def _send(self, batch: list[_Call]) -> None:
         try:
-            results = await self._execute(batch)
+            try:
+                results = await self._execute(batch)
+            except (ConnectionError, TimeoutError, OSError):
+                raise
+            except Exception:
+                # Not the connection: one call could not be sent (say, an argument that does not
+                # encode). Send each call on its own, so only that caller gets the error.
+                if len(batch) == 1:
+                    raise
+                for call in batch:
+                    await self._send([call])
+                return
             missing = {id(c[0]): c[0] for c, r in zip(batch, results, strict=True) if _noscript(r)}
             if missing:  # a restarted Redis forgot our scripts: load them and run those again
                 for script in missing.values():

@@ -28,6 +28,7 @@ from pool.connections import command_redis, pool_redis
 from pool.job import InvalidJob, job_schema
 from pool.keys import Keys
 from pool.logs import configure_logging
+from pool.outage import RedisConfigError
 from pool.producer import (
     EbookExists,
     EbookState,
@@ -215,6 +216,9 @@ async def _run_pool(settings: PoolSettings, gen_settings: GeneratorSettings) -> 
         pool = Pool(redis=redis, generator=generator, settings=settings)
         logger.info(f"[Worker Pool] Generator: {describe_generator(gen_settings)}")
         await pool.run(install_signal_handlers=True)
+    except RedisConfigError as exc:
+        logger.error(f"[Worker Pool] {exc}")
+        return _fail(f"Redis at {mask_url(settings.redis_url)}: {exc}", EXIT_USAGE)
     except Exception:
         logger.exception("[Worker Pool] Crashed")
         return EXIT_FAILED

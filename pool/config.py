@@ -90,6 +90,10 @@ class PoolSettings(BaseSettings):
     max_job_bytes: int = Field(
         default=65_536, ge=256, le=16_777_216, description="Largest accepted job payload, bytes."
     )
+    redis_require_noeviction: bool = Field(
+        default=False,
+        description="Refuse to start unless Redis's maxmemory-policy is noeviction.",
+    )
     log_format: Literal["text", "json"] = Field(
         default="text", description="'text' for people, 'json' for Railway's log explorer."
     )

@@ -8,18 +8,38 @@ a raw payload becomes a job.
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
-__all__ = ["CONTRACT_VERSION", "InvalidJob", "PageJob", "decode_job", "job_schema"]
+__all__ = [
+    "CONTRACT_VERSION",
+    "ID_PATTERN",
+    "MAX_DEPTH",
+    "InvalidJob",
+    "JobIds",
+    "PageJob",
+    "decode_job",
+    "job_schema",
+]
 
 #: Bumped when a change to the wire format would break an existing producer or reader.
 CONTRACT_VERSION = 1
 
-_Id = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\s]+$")]
+#: What an id (ebookId, jobId) may hold: it becomes part of Redis key names, so ASCII letters,
+#: digits and `_ . : @ + = / -` only; no whitespace, control, zero-width or bidi characters.
+ID_PATTERN = r"^[A-Za-z0-9_.:@+=/-]{1,200}$"
+_ID_RE = re.compile(ID_PATTERN)
+#: Deepest nesting of arrays and objects a payload may have (the job itself is depth 1).
+MAX_DEPTH = 32
+
+_Id = Annotated[str, Field(min_length=1, max_length=200, pattern=ID_PATTERN)]
 _Text = Annotated[str, Field(max_length=20_000)]
+# Integers are integers: no "0", 0.0 or true (pydantic would otherwise coerce them).
+_Int = Annotated[int, Field(strict=True)]
 
 
 class PageJob(BaseModel):
@@ -37,7 +57,7 @@ class PageJob(BaseModel):
         str_strip_whitespace=True,
     )
 
-    v: int = Field(
+    v: _Int = Field(
         default=CONTRACT_VERSION,
         ge=1,
         le=CONTRACT_VERSION,
@@ -48,8 +68,8 @@ class PageJob(BaseModel):
         description="Unique id of this page job. Defaults to 'ebookId:pageIndex'.",
     )
     ebook_id: _Id = Field(description="Id of the ebook this page belongs to.")
-    page_index: int = Field(ge=0, le=9_999, description="0-based index of the page.")
-    total_pages: int = Field(ge=1, le=10_000, description="Number of pages in the ebook.")
+    page_index: _Int = Field(ge=0, le=9_999, description="0-based index of the page.")
+    total_pages: _Int = Field(ge=1, le=10_000, description="Number of pages in the ebook.")
     title: Annotated[str, Field(min_length=1, max_length=500)] = Field(
         description="Title of the ebook."
     )
@@ -76,16 +96,16 @@ class PageJob(BaseModel):
     audience: Annotated[str, Field(max_length=500)] | None = Field(
         default=None, description="Who the book is for."
     )
-    target_words: int | None = Field(
+    target_words: _Int | None = Field(
         default=None, ge=50, le=5_000, description="Approximate length of the page in words."
     )
     model: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
         default=None, description="Model to use for this page; defaults to OPENAI_MODEL."
     )
-    max_tokens: int | None = Field(
+    max_tokens: _Int | None = Field(
         default=None, ge=16, le=128_000, description="Completion token limit for this page."
     )
-    temperature: float | None = Field(
+    temperature: Annotated[float, Field(strict=True)] | None = Field(
         default=None, ge=0.0, le=2.0, description="Sampling temperature for this page."
     )
     metadata: dict[str, Any] | None = Field(
@@ -114,29 +134,130 @@ class PageJob(BaseModel):
         return self.model_dump_json(by_alias=True, exclude_none=True)
 
 
+@dataclass(frozen=True, slots=True)
+class JobIds:
+    """The ids that could still be read from a payload that is not a valid job.
+
+    `ebook_id` is set only when it is a valid id; `page_index` and `total_pages` only when both
+    are integers in range, so the ebook's status can count the page as failed.
+    """
+
+    ebook_id: str | None = None
+    page_index: int | None = None
+    total_pages: int | None = None
+
+
 class InvalidJob(ValueError):
-    """A payload that cannot become a `PageJob`; the message says why, in one line."""
+    """A payload that cannot become a `PageJob`; the message says why, in one line.
+
+    Attributes:
+        ids: what could be read of the job's ids, for the failed entry and the ebook's status.
+    """
+
+    def __init__(self, message: str, ids: JobIds | None = None) -> None:
+        super().__init__(message)
+        self.ids = ids or JobIds()
 
 
 def decode_job(raw: bytes | str, *, max_bytes: int) -> PageJob:
     """Turn one raw queue entry into a `PageJob`.
 
+    The payload must be UTF-8 JSON text holding one object, at most `max_bytes` long and
+    `MAX_DEPTH` deep, with no duplicate keys and no NaN or Infinity. A lone UTF-16 surrogate
+    written as a JSON escape (`"\\ud83d"`, what JavaScript's JSON.stringify writes for half an
+    emoji) is replaced with U+FFFD in text, as JavaScript's TextEncoder does; in an id it makes
+    the id invalid.
+
     Raises:
-        InvalidJob: the payload is too large, not JSON, not an object, or breaks the contract.
+        InvalidJob: the payload is too large, not UTF-8, not JSON, not an object, too deep, or
+            breaks the contract.
     """
-    size = len(raw.encode() if isinstance(raw, str) else raw)
-    if size > max_bytes:
-        raise InvalidJob(f"payload is {size} bytes, over the {max_bytes}-byte limit")
+    data = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
+    if len(data) > max_bytes:
+        raise InvalidJob(f"payload is {len(data)} bytes, over the {max_bytes}-byte limit")
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidJob(
+            f"payload is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        ) from None
+    try:
+        parsed = json.loads(text, object_pairs_hook=_object, parse_constant=_no_constant)
+    except RecursionError:
+        raise InvalidJob(f"payload is nested deeper than {MAX_DEPTH} levels") from None
+    except _DuplicateKey as exc:
+        raise InvalidJob(f"payload has the key {str(exc)!r} twice") from None
+    except ValueError as exc:
         raise InvalidJob(f"payload is not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise InvalidJob(f"payload is JSON {type(data).__name__}, expected an object")
+    if not isinstance(parsed, dict):
+        raise InvalidJob(f"payload is JSON {type(parsed).__name__}, expected an object")
+    if _depth_over(parsed, MAX_DEPTH):
+        raise InvalidJob(f"payload is nested deeper than {MAX_DEPTH} levels")
+    if _SURROGATE_ESCAPE.search(text):
+        parsed = _replace_surrogates(parsed)
     try:
-        return PageJob.model_validate(data)
+        return PageJob.model_validate(parsed)
     except ValidationError as exc:
-        raise InvalidJob(_describe(exc)) from None
+        raise InvalidJob(_describe(exc), _salvage_ids(parsed)) from None
+
+
+# A JSON escape of a UTF-16 surrogate; text without one cannot hold a lone surrogate, because
+# strict UTF-8 decoding already refused the raw bytes of one.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(_SURROGATE.sub("\ufffd", key))
+            seen.add(key)
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    """True if arrays and objects in `value` nest deeper than `limit` (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, dict | list))
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item if isinstance(v, dict | list))
+    return False
+
+
+def _replace_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_replace_surrogates(k): _replace_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace_surrogates(v) for v in value]
+    return value
+
+
+def _salvage_ids(data: dict[str, Any]) -> JobIds:
+    ebook = data.get("ebookId")
+    if not (isinstance(ebook, str) and _ID_RE.match(ebook)):
+        return JobIds()
+    index, total = data.get("pageIndex"), data.get("totalPages")
+    if type(index) is int and type(total) is int and 0 <= index < total <= 10_000:
+        return JobIds(ebook, index, total)
+    return JobIds(ebook)
 
 
 def _describe(exc: ValidationError) -> str:

@@ -33,6 +33,17 @@ class Keys:
         return f"{self.prefix}:attempts"
 
     @property
+    def crashes(self) -> str:
+        """Hash job payload → times handling it crashed the pool; at 2 it fails as poison."""
+        return f"{self.prefix}:crashes"
+
+    @property
+    def epoch(self) -> str:
+        """String: a random token the first pool writes. If it vanishes or changes, Redis lost
+        its data (no persistence, a flush, a failover to an empty replica)."""
+        return f"{self.prefix}:epoch"
+
+    @property
     def pools(self) -> str:
         """Set of the ids of the pool processes that have registered."""
         return f"{self.prefix}:pools"

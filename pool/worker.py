@@ -20,11 +20,10 @@ import secrets
 import signal
 import socket
 from collections import Counter, OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any, TypeVar
 
 from loguru import logger
-from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
@@ -37,30 +36,23 @@ from pool.generation import (
     PageGenerator,
     PoolFatalError,
 )
-from pool.job import InvalidJob, PageJob, decode_job
+from pool.job import InvalidJob, JobIds, PageJob, decode_job
 from pool.keys import Keys
+from pool.outage import RedisConfigError, RedisGuard, wait_reason
 from pool.records import FailureKind, failed_entry, page_record
 from pool.retry import is_retryable, wait_policy
 from pool.stats import Stats, format_stats
-from pool.store import Store
+from pool.store import EpochChanged, Store
 
 __all__ = ["Pool"]
 
 T = TypeVar("T")
 
-#: Errors after which Redis may answer again: we wait and retry instead of dropping work.
-REDIS_TRANSIENT: tuple[type[BaseException], ...] = (
-    redis_errors.ConnectionError,
-    redis_errors.TimeoutError,
-    redis_errors.ReadOnlyError,
-    redis_errors.TryAgainError,
-    OSError,
-)
-
 _MAX_CLAIM_BATCH = 1_000
 _WRITE_DRAIN_S = 5.0  # after the grace period, how long pending result writes may still take
 _RESTART_BACKOFF_MAX_S = 30.0
 _STARTED_EBOOKS_KEPT = 10_000  # ebooks this process remembers having marked as started
+_CRASHES_TO_POISON = 2  # a job that crashed the pool this often is failed as "poison"
 
 
 class _Stopping(Exception):
@@ -98,14 +90,19 @@ class Pool:
         self._resumed.set()
         self.pause_reason: str | None = None
         self._slots = asyncio.Semaphore(settings.concurrent_workers)
-        self._handoff: asyncio.Queue[tuple[bytes, int] | None] = asyncio.Queue()
+        self._handoff: asyncio.Queue[tuple[bytes, int, bytes] | None] = asyncio.Queue()
         # Jobs whose counted attempt has not run to its end (claimed, or generating): if the
         # pool stops now, those attempts are refunded as the jobs are given back.
         self._unfinished: Counter[bytes] = Counter()
         self._started_ebooks: OrderedDict[str, None] = OrderedDict()
         self._writes: set[asyncio.Task[Any]] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._redis_down_since: float | None = None
+        self._guard = RedisGuard(stopping=self._stopping)
+        self._guard.on_back.append(self._after_outage)
+        # The epoch marker this process works under (see Keys.epoch), and when the reaper may
+        # run again: not until every live process has had time to beat after an outage.
+        self._epoch = secrets.token_hex(8).encode()
+        self._reap_after = 0.0
         self._hard_deadline: float | None = None
         self._wait = wait_policy(settings.retry_backoff_s, settings.retry_backoff_max_s)
 
@@ -132,10 +129,10 @@ class Pool:
             logger.info(f"[Worker Pool] Initializing with {s.concurrent_workers} workers...")
             logger.info(f"[Worker Pool] Config: {s.describe()}")
             try:
-                await self._until_redis(
-                    self.store.heartbeat, self.id, self._snapshot(), s.heartbeat_timeout
-                )
-            except REDIS_TRANSIENT:
+                await self._guard.until_up(self._connect)
+            except Exception as exc:
+                if wait_reason(exc) is None:
+                    raise
                 logger.error("[Worker Pool] Stopped before Redis answered.")
                 return
             logger.info(f"[Worker Pool] Redis connection successful. Pool id: {self.id}")
@@ -156,6 +153,22 @@ class Pool:
             await _cancel_all(self._tasks)
             await self.generator.aclose()
 
+    async def _connect(self) -> None:
+        """Start-up: check how Redis evicts, take up the epoch marker, beat once."""
+        policy = await self.store.eviction_policy()
+        if policy is not None and policy != "noeviction":
+            risk = (
+                f"Redis's maxmemory-policy is {policy}: when Redis is full it deletes keys, so "
+                "queued jobs, pages and statuses can vanish without a trace. Set it to noeviction"
+            )
+            if self.settings.redis_require_noeviction:
+                raise RedisConfigError(f"{risk} (REDIS_REQUIRE_NOEVICTION is set).")
+            logger.warning(
+                f"[Worker Pool] {risk}, or set REDIS_REQUIRE_NOEVICTION=true to refuse to start."
+            )
+        self._epoch = await self.store.init_epoch(self._epoch)
+        await self._beat()
+
     # --- shutdown ---------------------------------------------------------------------------
 
     async def _shutdown(
@@ -166,6 +179,7 @@ class Pool:
     ) -> None:
         grace = self.settings.shutdown_grace_s
         self._hard_deadline = monotonic() + grace + _WRITE_DRAIN_S
+        self._guard.give_up_at = self._hard_deadline
         await _cancel_all([claimer])
         # Jobs claimed but not started stay in the processing list and are given back below.
         while not self._handoff.empty():
@@ -185,7 +199,9 @@ class Pool:
                 self.store.release(self.id, refund=list(self._unfinished.elements())),
                 timeout=_WRITE_DRAIN_S,
             )
-        except REDIS_TRANSIENT as exc:  # includes TimeoutError (an OSError)
+        except Exception as exc:
+            if wait_reason(exc) is None and not isinstance(exc, TimeoutError):
+                raise
             logger.error(
                 f"[Worker Pool] Could not give jobs back ({type(exc).__name__}); "
                 f"another process will reclaim them within {self.settings.heartbeat_timeout_s:.0f}s."
@@ -198,7 +214,6 @@ class Pool:
     # --- claiming ---------------------------------------------------------------------------
 
     async def _claim_loop(self) -> None:
-        poll_s = self.settings.poll_interval_s
         while True:
             await self._resumed.wait()
             await self._slots.acquire()
@@ -210,24 +225,49 @@ class Pool:
                 await self._slots.acquire()
                 want += 1
             got: list[tuple[bytes, int]] = []
+            epoch = b""
             try:
-                got = await self.store.claim(self.id, want)
-                if not got:
-                    started = monotonic()
-                    item = await self.store.claim_blocking(self.id, poll_s)
-                    got = [item] if item is not None else []
-                    if not got and monotonic() - started < poll_s / 2:
-                        # A server whose blocking pop returns at once (fakeredis): don't spin.
-                        await asyncio.sleep(min(poll_s, 0.05))
-                self._redis_ok()
-            except REDIS_TRANSIENT as exc:
-                await self._redis_failed(exc)
+                got, epoch = await self._claim(want)
+                self._guard.ok()
+            except Exception as exc:
+                if wait_reason(exc) is None:
+                    raise
+                await self._guard.failed(exc)
             finally:
                 for _ in range(want - len(got)):
                     self._slots.release()
             for raw, attempt in got:
                 self._unfinished[raw] += 1
-                self._handoff.put_nowait((raw, attempt))
+                self._handoff.put_nowait((raw, attempt, epoch))
+
+    async def _claim(self, want: int) -> tuple[list[tuple[bytes, int]], bytes]:
+        """Claim up to `want` jobs; if none is queued, block up to POLL_INTERVAL for one.
+
+        Returns the (job, attempt) pairs and the epoch they were claimed under.
+        """
+        poll_s = self.settings.poll_interval_s
+        epoch = self._epoch
+        try:
+            got = await self.store.claim(self.id, want, epoch=epoch)
+        except EpochChanged:
+            await self._data_lost()
+            return [], self._epoch
+        if got:
+            return got, epoch
+        started = monotonic()
+        raw = await self.store.claim_blocking(self.id, poll_s)
+        if raw is None:
+            if monotonic() - started < poll_s / 2:
+                # A server whose blocking pop returns at once (fakeredis): don't spin.
+                await asyncio.sleep(min(poll_s, 0.05))
+            return [], epoch
+        epoch = self._epoch
+        try:
+            return [(raw, await self.store.start(raw, epoch=epoch))], epoch
+        except EpochChanged:  # the job was pushed after Redis lost its data: it is ours
+            await self._data_lost()
+            epoch = self._epoch
+            return [(raw, await self.store.start(raw, epoch=epoch))], epoch
 
     # --- workers ----------------------------------------------------------------------------
 
@@ -250,17 +290,16 @@ class Pool:
             claimed = await self._handoff.get()
             if claimed is None:
                 return
-            raw, attempt = claimed
+            raw, attempt, epoch = claimed
             try:
                 self.stats.active += 1
                 try:
-                    await self._handle(n, raw, attempt)
+                    await self._handle(n, raw, attempt, epoch)
                 except (_Stopping, asyncio.CancelledError):
                     raise
-                except Exception:
-                    # A bug in the pool, not in the page: return the job before crashing.
-                    await self._give_back(raw, refund=self._attempt_ended(raw))
-                    raise
+                except Exception as exc:
+                    # Not a failure of the page (those are handled) but of the pool on this job.
+                    await self._crashed(n, raw, epoch, exc)
                 finally:
                     self.stats.active -= 1
                 if delay and await self._sleep_or_stop(delay):
@@ -270,25 +309,52 @@ class Pool:
             finally:
                 self._slots.release()
 
-    async def _handle(self, n: int, raw: bytes, claimed_attempt: int) -> None:
+    async def _crashed(self, n: int, raw: bytes, epoch: bytes, exc: Exception) -> None:
+        """Handling `raw` raised where no failure of a page can: a bug, or a payload that breaks
+        the pool. The first time the job goes back to the queue; the second it fails as
+        "poison", so no job can keep a worker in a crash loop."""
+        refund = self._attempt_ended(raw)
+        try:
+            crashes = await self._guard.persist(self.store.note_crash, raw)
+        except Exception:
+            crashes = _CRASHES_TO_POISON
+        if crashes < _CRASHES_TO_POISON:
+            logger.opt(exception=exc).error(
+                "[Worker-{}] Crashed on a job ({}); gave it back to the queue", n, _reason(exc)
+            )
+            await self._give_back(raw, refund=refund)
+            return
+        reason = f"the pool crashed on this job {crashes} times: {_reason(exc)}"
+        try:
+            job: PageJob | None = decode_job(raw, max_bytes=self.settings.max_job_bytes)
+        except InvalidJob:
+            job = None
+        await self._fail(raw, job, reason=reason, kind="poison", attempts=0, epoch=epoch)
+        logger.error("[Worker-{}] Failed job as poison: {}", n, reason)
+
+    async def _handle(self, n: int, raw: bytes, claimed_attempt: int, epoch: bytes) -> None:
         """Run a claimed job to its end: stored, failed, or given back.
 
         Args:
             n: the worker's number, for the log.
             raw: the job's exact payload.
             claimed_attempt: the attempt number counted when the job was claimed.
+            epoch: the epoch marker the job was claimed under.
         """
         try:
             job = decode_job(raw, max_bytes=self.settings.max_job_bytes)
         except InvalidJob as exc:
             self._attempt_ended(raw)
+            await self._fail(
+                raw, None, reason=f"invalid job: {exc}", kind="invalid", attempts=0,
+                epoch=epoch, ids=exc.ids,
+            )  # fmt: skip
             logger.warning("[Worker-{}] Invalid job sent to the failed list: {}", n, exc)
-            await self._fail(raw, None, reason=f"invalid job: {exc}", kind="invalid", attempts=0)
             return
         if self.paused:  # claimed just before the pause: hand it back untouched
             await self._give_back(raw, refund=self._attempt_ended(raw))
             return
-        self._note_started(job)
+        self._note_started(job, epoch)
         log = logger.bind(worker=n, ebook_id=job.ebook_id, page_index=job.page_index, job_id=job.id)
         where = f"EbookID={job.ebook_id}, PageIndex={job.page_index}"
         max_attempts = self.settings.max_attempts
@@ -312,12 +378,12 @@ class Pool:
             )  # fmt: skip
 
         def retryable(exc: BaseException) -> bool:
-            return is_retryable(exc) and not isinstance(exc, _OutOfAttempts)
+            return is_retryable(exc) and not isinstance(exc, _OutOfAttempts | EpochChanged)
 
         async def one_attempt() -> GeneratedPage:
             nonlocal attempt, next_attempt
             if next_attempt is None:  # a retry: count it (the first was counted at claim)
-                next_attempt = await self._persist(self.store.start, raw)
+                next_attempt = await self._guard.persist(self.store.start, raw, epoch=epoch)
                 self._unfinished[raw] += 1
             attempt, next_attempt = next_attempt, None
             if attempt > max_attempts:
@@ -363,24 +429,32 @@ class Pool:
         except _Stopping:
             await self._give_back(raw, refund=False)
             raise
+        except EpochChanged:
+            log.warning("[Worker-{}] Dropped {}: Redis lost its data while it ran", n, where)
         except _OutOfAttempts as exc:
             reason = (
                 f"gave up: {exc.attempts} attempts were started and none finished "
                 "(the process running it died or was stopped each time)"
             )
+            await self._fail(
+                raw, job, reason=reason, kind="exhausted", attempts=exc.attempts, epoch=epoch
+            )
             log.error("[Worker-{}] Failed job: {}: {}", n, where, reason)
-            await self._fail(raw, job, reason=reason, kind="exhausted", attempts=exc.attempts)
         except PoolFatalError as exc:
             await self._give_back(raw, refund=True)  # not the job's fault
             self._pause(exc)
         except JobFatalError as exc:
+            await self._fail(
+                raw, job, reason=_reason(exc), kind="fatal", attempts=attempt, epoch=epoch
+            )
             log.error("[Worker-{}] Failed job: {} (not retryable): {}", n, where, _reason(exc))
-            await self._fail(raw, job, reason=_reason(exc), kind="fatal", attempts=attempt)
         except Exception as exc:
+            await self._fail(
+                raw, job, reason=_reason(exc), kind="exhausted", attempts=attempt, epoch=epoch
+            )
             log.error(
                 "[Worker-{}] Failed job: {} after {} attempts: {}", n, where, attempt, _reason(exc)
             )
-            await self._fail(raw, job, reason=_reason(exc), kind="exhausted", attempts=attempt)
         else:
             # The worker moves on while its page is stored: the job stays in this process's
             # processing list until the write lands, so a crash before that loses nothing.
@@ -393,13 +467,14 @@ class Pool:
                 raw,
                 job,
                 page_json,
+                epoch=epoch,
                 now=now,
                 n=n,
                 attempts=attempt,
                 tokens=page.completion_tokens,
                 duration_s=duration_s,
             )
-            self._background_write(write, raw)
+            self._background_write(write, n=n, raw=raw, epoch=epoch)
 
     async def _generate(self, raw: bytes, job: PageJob) -> GeneratedPage:
         """One attempt, bounded by GENERATION_TIMEOUT even if the generator ignores it."""
@@ -427,7 +502,7 @@ class Pool:
             del self._unfinished[raw]
         return True
 
-    def _note_started(self, job: PageJob) -> None:
+    def _note_started(self, job: PageJob, epoch: bytes) -> None:
         """Mark the ebook as started, once per ebook per process (bounded memory)."""
         if job.ebook_id in self._started_ebooks:
             self._started_ebooks.move_to_end(job.ebook_id)
@@ -435,14 +510,21 @@ class Pool:
         self._started_ebooks[job.ebook_id] = None
         if len(self._started_ebooks) > _STARTED_EBOOKS_KEPT:
             self._started_ebooks.popitem(last=False)
-        self._spawn(
-            self._persist(
+        self._spawn(self._mark_started(job, epoch))
+
+    async def _mark_started(self, job: PageJob, epoch: bytes) -> None:
+        try:
+            await self._guard.persist(
                 self.store.mark_started,
                 ebook_id=job.ebook_id,
                 total=job.total_pages,
                 now_ms=now_ms(),
+                epoch=epoch,
             )
-        )
+        except Exception as exc:  # a status the app wrote with another type: the page goes on
+            logger.warning(
+                f"[Worker Pool] Could not mark ebook {job.ebook_id} as started: {_reason(exc)}"
+            )
 
     # --- outcomes (written even if the worker is cancelled) ----------------------------------
 
@@ -450,8 +532,9 @@ class Pool:
         self,
         raw: bytes,
         job: PageJob,
-        page_json: str,
+        page_json: bytes,
         *,
+        epoch: bytes,
         now: int,
         n: int,
         attempts: int,
@@ -459,7 +542,7 @@ class Pool:
         duration_s: float,
     ) -> None:
         """Write a finished page (waiting out Redis outages), then count and log it."""
-        await self._persist(
+        new = await self._guard.persist(
             self.store.complete,
             self.id,
             raw,
@@ -468,92 +551,115 @@ class Pool:
             total=job.total_pages,
             page_json=page_json,
             now_ms=now,
+            epoch=epoch,
         )
+        log = logger.bind(worker=n, ebook_id=job.ebook_id, page_index=job.page_index, job_id=job.id)
+        if new is None:
+            log.warning(
+                "[Worker-{}] Dropped EbookID={}, PageIndex={}: Redis lost its data while it ran",
+                n, job.ebook_id, job.page_index,
+            )  # fmt: skip
+            return
         self.stats.record_success(duration_s)
-        logger.bind(worker=n, ebook_id=job.ebook_id, page_index=job.page_index, job_id=job.id).info(
+        log.info(
             "[Worker-{}] Completed job: EbookID={}, PageIndex={} in {:.1f}s ({} tokens, attempt {})",
             n, job.ebook_id, job.page_index, duration_s, tokens, attempts,
         )  # fmt: skip
 
     async def _fail(
-        self, raw: bytes, job: PageJob | None, *, reason: str, kind: FailureKind, attempts: int
+        self,
+        raw: bytes,
+        job: PageJob | None,
+        *,
+        reason: str,
+        kind: FailureKind,
+        attempts: int,
+        epoch: bytes,
+        ids: JobIds | None = None,
     ) -> None:
+        """Move a job to the failed list (waiting out Redis outages), then count it.
+
+        If updating the ebook's status is refused (say the app wrote one of its keys with
+        another type), the job still goes to the failed list, without the status.
+        """
         now = now_ms()
         entry = failed_entry(
-            raw, job, reason=reason, kind=kind, attempts=attempts, now_ms=now, pool_id=self.id
-        )
-        await self._shielded(self._persist(self.store.fail, self.id, raw, entry=entry, now_ms=now))
-        self.stats.record_failure()
+            raw, job, reason=reason, kind=kind, attempts=attempts, now_ms=now,
+            pool_id=self.id, max_bytes=self.settings.max_job_bytes, ids=ids,
+        )  # fmt: skip
+
+        async def write(with_status: bool) -> bool:
+            return await self._guard.persist(
+                self.store.fail, self.id, raw, entry=entry, now_ms=now, epoch=epoch,
+                with_status=with_status,
+            )  # fmt: skip
+
+        try:
+            written = await self._shielded(write(True))
+        except Exception as exc:
+            if wait_reason(exc) is not None:
+                raise
+            logger.error(f"[Worker Pool] Could not update an ebook's status: {_reason(exc)}")
+            written = await self._shielded(write(False))
+        if written:
+            self.stats.record_failure()
 
     async def _give_back(self, raw: bytes, *, refund: bool) -> None:
-        with contextlib.suppress(*REDIS_TRANSIENT):
+        try:
             # If Redis is down the job stays in our processing list: release() or the reaper
             # returns it later. Never wait here: this runs on the way out.
             await self.store.give_back(self.id, raw, refund=refund)
+        except Exception as exc:
+            if wait_reason(exc) is None:
+                logger.error(f"[Worker Pool] Could not give a job back: {_reason(exc)}")
 
-    async def _shielded(self, write: Awaitable[Any]) -> None:
+    async def _shielded(self, write: Awaitable[T]) -> T:
         task = asyncio.ensure_future(write)
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
-        await asyncio.shield(task)
+        return await asyncio.shield(task)
 
-    def _background_write(self, write: Awaitable[None], raw: bytes) -> None:
+    def _background_write(
+        self, write: Awaitable[None], *, n: int, raw: bytes, epoch: bytes
+    ) -> None:
         """Run a write without waiting for it; shutdown waits for it (`_writes`)."""
         task = asyncio.ensure_future(write)
         self._writes.add(task)
-        task.add_done_callback(functools.partial(self._write_done, raw=raw))
+        task.add_done_callback(functools.partial(self._write_done, n=n, raw=raw, epoch=epoch))
 
-    def _write_done(self, task: asyncio.Task[None], *, raw: bytes) -> None:
+    def _write_done(self, task: asyncio.Task[None], *, n: int, raw: bytes, epoch: bytes) -> None:
         self._writes.discard(task)
-        if task.cancelled() or task.exception() is None:
+        if task.cancelled():
             return
-        # Not an outage (those are waited out): a bug. Return the job rather than strand it.
-        logger.opt(exception=task.exception()).error("[Worker Pool] Storing a page failed")
-        self._spawn(self._give_back(raw, refund=False))
+        exc = task.exception()
+        if exc is None:
+            return
+        if not isinstance(exc, Exception) or wait_reason(exc) is not None:
+            # Redis stayed down past the shutdown deadline: the job is still in our
+            # processing list, and release() or the reaper returns it.
+            return
+        # Storing the page was refused: handled like a crash on the job (twice = poison).
+        self._spawn(self._crashed(n, raw, epoch, exc))
 
-    # --- Redis outages ----------------------------------------------------------------------
+    # --- Redis outages and lost data ------------------------------------------------------
 
-    async def _persist(self, op: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
-        """Run a Redis write, waiting out outages; gives up only past the shutdown deadline."""
-        backoff = 0.1
-        while True:
-            try:
-                result = await op(*args, **kwargs)
-            except REDIS_TRANSIENT as exc:
-                if self._hard_deadline is not None and monotonic() > self._hard_deadline:
-                    raise
-                await self._redis_failed(exc, backoff)
-                backoff = min(backoff * 2, 5.0)
-            else:
-                self._redis_ok()
-                return result
+    def _after_outage(self) -> None:
+        """Redis answers again: give every live process time to beat before reaping any."""
+        self._reap_after = monotonic() + self.settings.heartbeat_timeout_s
 
-    async def _until_redis(self, op: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """Like `_persist`, for start-up: wait for Redis, but let a stop request end the wait."""
-        backoff = 0.5
-        while True:
-            try:
-                result = await op(*args)
-            except REDIS_TRANSIENT as exc:
-                await self._redis_failed(exc, backoff)
-                if self._stopping.is_set():
-                    raise
-                backoff = min(backoff * 2, 10.0)
-            else:
-                self._redis_ok()
-                return result
-
-    async def _redis_failed(self, exc: BaseException, backoff: float = 1.0) -> None:
-        if self._redis_down_since is None:
-            self._redis_down_since = monotonic()
-            logger.error(f"[Worker Pool] Redis unavailable ({_reason(exc)}); retrying with backoff")
-        await asyncio.sleep(backoff)
-
-    def _redis_ok(self) -> None:
-        if self._redis_down_since is not None:
-            down = monotonic() - self._redis_down_since
-            self._redis_down_since = None
-            logger.info(f"[Worker Pool] Redis is back after {down:.1f}s")
+    async def _data_lost(self) -> None:
+        """Redis came back without our epoch marker: its data is gone. Say what was lost, take
+        up a new marker, and let the jobs claimed before end without writing anything."""
+        held = sum(self._unfinished.values())
+        logger.error(
+            "[Worker Pool] Redis lost its data (restarted without persistence, flushed, or failed "
+            "over to an empty replica): every queued job, page, status and failed entry written "
+            f"before is gone. The {held} jobs this process was running are dropped as they end "
+            "(their ebooks are unknown now); jobs pushed from now on are processed as usual. "
+            "Keep AOF on and maxmemory-policy noeviction (see README, Reliability)."
+        )
+        self._started_ebooks.clear()
+        self._epoch = await self.store.init_epoch(secrets.token_hex(8).encode())
 
     # --- pausing on pool-fatal errors -------------------------------------------------------
 
@@ -589,18 +695,30 @@ class Pool:
     # --- housekeeping -----------------------------------------------------------------------
 
     async def _heartbeat_loop(self) -> None:
-        s = self.settings
         while True:
-            await asyncio.sleep(s.heartbeat_interval_s)
+            await asyncio.sleep(self.settings.heartbeat_interval_s)
             try:
-                await self.store.heartbeat(self.id, self._snapshot(), s.heartbeat_timeout)
+                await self._beat()
                 await self._reap()
-                self._redis_ok()
-            except REDIS_TRANSIENT as exc:
-                await self._redis_failed(exc, 0)
+                self._guard.ok()
+            except Exception as exc:
+                if wait_reason(exc) is None:
+                    raise
+                await self._guard.failed(exc, 0)
+
+    async def _beat(self) -> None:
+        """Say we are alive; notice if Redis lost its data (the epoch marker changed)."""
+        s = self.settings
+        epoch = await self.store.heartbeat(self.id, self._snapshot(), s.heartbeat_timeout)
+        if epoch != self._epoch:
+            await self._data_lost()
 
     async def _reap(self) -> None:
-        reaped = await self.store.reap(exclude=self.id)
+        if monotonic() < self._reap_after:  # just back from an outage: others may not have beaten
+            return
+        reaped = await self.store.reap(
+            exclude=self.id, min_uptime_s=self.settings.heartbeat_timeout_s
+        )
         for pool_id, n in reaped.items():
             logger.warning(
                 f"[Worker Pool] Pool {pool_id} stopped sending heartbeats; "
@@ -615,7 +733,9 @@ class Pool:
     async def _queue_depth(self) -> int | None:
         try:
             return int(await asyncio.wait_for(self.store.redis.llen(self.keys.queue), 2.0))
-        except REDIS_TRANSIENT:
+        except Exception as exc:
+            if wait_reason(exc) is None and not isinstance(exc, TimeoutError):
+                raise
             return None
 
     def _stats_line(self, depth: int | None) -> str:

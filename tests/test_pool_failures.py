@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import itertools
 import json
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
 from pool import GeneratedPage, JobFatalError, Pool, PoolFatalError, RetryableError
 from pool.keys import Keys
+from pool.records import PAYLOAD_PREFIX_BYTES
 from tests.fakes import (
     FakeGenerator,
     attempts_field,
@@ -73,13 +77,23 @@ async def test_bad_payloads_go_to_the_failed_list_and_the_pool_keeps_going(redis
         await wait_until(lambda: _hlen(redis, KEYS.pages("good"), 2), what="good pages")
     entries = await failed(redis)
     assert len(entries) == len(BAD_PAYLOADS)
-    assert {e["payload"].encode() for e in entries if "\ufffd" not in e["payload"]} == {
-        p for p in BAD_PAYLOADS.values() if p != b"\xff\xfe\xfa"
+    # Every payload is kept exactly (as text, or in base64 when it is not UTF-8), but for an
+    # oversized one: its first PAYLOAD_PREFIX_BYTES, its size and its hash.
+    big = BAD_PAYLOADS["over the size limit"]
+    assert {_payload(e) for e in entries if not e.get("payloadTruncated")} == {
+        p for p in BAD_PAYLOADS.values() if p != big
     }
+    (cut,) = [e for e in entries if e.get("payloadTruncated")]
+    assert _payload(cut) == big[:PAYLOAD_PREFIX_BYTES]
+    assert cut["payloadBytes"] == len(big)
+    assert cut["payloadSha256"] == hashlib.sha256(big).hexdigest()
+    assert [e for e in entries if "payloadBase64" in e] == [
+        e for e in entries if _payload(e) == b"\xff\xfe\xfa"
+    ]
     for e in entries:
         assert e["errorType"] == "invalid" and e["error"].startswith("invalid job: ")
         assert e["attempts"] == 0 and e["failedAt"] > 0
-    reasons = {e["payload"]: e["error"] for e in entries}
+    reasons = {_payload(e).decode(errors="replace"): e["error"] for e in entries}
     assert "not JSON" in reasons["this is not json"]
     assert "expected an object" in reasons["[1, 2, 3]"]
     assert "totalPages: Field required" in reasons['{"ebookId": "m"}']
@@ -299,3 +313,10 @@ async def _len_calls(gen: FakeGenerator, n: int) -> bool:
 
 async def _status_is(redis: Redis, ebook: str, state: str) -> bool:
     return (await status(redis, ebook)).get("state") == state
+
+
+def _payload(entry: dict[str, Any]) -> bytes:
+    """The exact payload a failed entry keeps (text, or base64 for bytes that are not UTF-8)."""
+    if "payloadBase64" in entry:
+        return base64.b64decode(entry["payloadBase64"])
+    return str(entry["payload"]).encode()

@@ -103,6 +103,7 @@ class Pool:
         # run again: not until every live process has had time to beat after an outage.
         self._epoch = secrets.token_hex(8).encode()
         self._reap_after = 0.0
+        self._epoch_lock = asyncio.Lock()
         self._hard_deadline: float | None = None
         self._wait = wait_policy(settings.retry_backoff_s, settings.retry_backoff_max_s)
 
@@ -250,7 +251,7 @@ class Pool:
         try:
             got = await self.store.claim(self.id, want, epoch=epoch)
         except EpochChanged:
-            await self._data_lost()
+            await self._data_lost(epoch)
             return [], self._epoch
         if got:
             return got, epoch
@@ -265,7 +266,7 @@ class Pool:
         try:
             return [(raw, await self.store.start(raw, epoch=epoch))], epoch
         except EpochChanged:  # the job was pushed after Redis lost its data: it is ours
-            await self._data_lost()
+            await self._data_lost(epoch)
             epoch = self._epoch
             return [(raw, await self.store.start(raw, epoch=epoch))], epoch
 
@@ -647,9 +648,14 @@ class Pool:
         """Redis answers again: give every live process time to beat before reaping any."""
         self._reap_after = monotonic() + self.settings.heartbeat_timeout_s
 
-    async def _data_lost(self) -> None:
-        """Redis came back without our epoch marker: its data is gone. Say what was lost, take
-        up a new marker, and let the jobs claimed before end without writing anything."""
+    async def _data_lost(self, stale: bytes) -> None:
+        """Redis came back without our epoch marker `stale`: its data is gone. Say what was
+        lost, take up a new marker, and let the jobs claimed before end without writing."""
+        async with self._epoch_lock:
+            if self._epoch == stale:  # else another task of this process has seen to it
+                await self._take_up_new_epoch()
+
+    async def _take_up_new_epoch(self) -> None:
         held = sum(self._unfinished.values())
         logger.error(
             "[Worker Pool] Redis lost its data (restarted without persistence, flushed, or failed "
@@ -709,9 +715,10 @@ class Pool:
     async def _beat(self) -> None:
         """Say we are alive; notice if Redis lost its data (the epoch marker changed)."""
         s = self.settings
+        known = self._epoch
         epoch = await self.store.heartbeat(self.id, self._snapshot(), s.heartbeat_timeout)
-        if epoch != self._epoch:
-            await self._data_lost()
+        if epoch != known:
+            await self._data_lost(known)
 
     async def _reap(self) -> None:
         if monotonic() < self._reap_after:  # just back from an outage: others may not have beaten

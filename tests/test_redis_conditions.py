@@ -101,7 +101,7 @@ async def test_redis_out_of_memory_at_start_is_waited_out_with_one_line(
         await config.config_set("maxmemory", "0")
         await wait_until(lambda: _page_count(config, "oom", 1), what="page after the OOM")
     assert not [x for x in log_lines if "Traceback" in x]
-    assert [x for x in log_lines if "out of memory" in x][0].startswith("ERROR")
+    assert next(x for x in log_lines if "out of memory" in x).startswith("ERROR")
 
 
 async def test_a_redis_that_comes_back_empty_is_said_and_no_half_ebook_is_recreated(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import re
 import sys
@@ -27,6 +28,7 @@ from pool.config import ConfigError, PoolSettings, load_settings, mask_url
 from pool.connections import command_redis, pool_redis
 from pool.job import InvalidJob, job_schema
 from pool.keys import Keys
+from pool.health import health_app, serving
 from pool.logs import configure_logging
 from pool.outage import RedisConfigError
 from pool.producer import (
@@ -215,7 +217,13 @@ async def _run_pool(settings: PoolSettings, gen_settings: GeneratorSettings) -> 
     try:
         pool = Pool(redis=redis, generator=generator, settings=settings)
         logger.info(f"[Worker Pool] Generator: {describe_generator(gen_settings)}")
-        await pool.run(install_signal_handlers=True)
+        async with contextlib.AsyncExitStack() as http:
+            if settings.http_port is not None:
+                app = health_app(pool, redis)
+                await http.enter_async_context(
+                    serving(app, host=settings.http_host, port=settings.http_port)
+                )
+            await pool.run(install_signal_handlers=True)
     except RedisConfigError as exc:
         logger.error(f"[Worker Pool] {exc}")
         return _fail(f"Redis at {mask_url(settings.redis_url)}: {exc}", EXIT_USAGE)

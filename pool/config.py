@@ -94,6 +94,19 @@ class PoolSettings(BaseSettings):
         default=False,
         description="Refuse to start unless Redis's maxmemory-policy is noeviction.",
     )
+    http_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65_535,
+        validation_alias=AliasChoices("HTTP_PORT", "PORT"),
+        description="Port of /healthz and /readyz; PORT (set by Railway) is read when HTTP_PORT "
+        "is not set; neither = no HTTP server.",
+    )
+    http_host: str = Field(
+        default="0.0.0.0",
+        min_length=1,
+        description="Address the HTTP server binds to (0.0.0.0 = every IPv4 interface).",
+    )
     log_format: Literal["text", "json"] = Field(
         default="text", description="'text' for people, 'json' for Railway's log explorer."
     )

@@ -26,9 +26,9 @@ from generator.simulator import add_simulator_arguments, run_simulator
 from pool.clock import now_ms
 from pool.config import ConfigError, PoolSettings, load_settings, mask_url
 from pool.connections import command_redis, pool_redis
+from pool.health import health_app, serving
 from pool.job import InvalidJob, job_schema
 from pool.keys import Keys
-from pool.health import health_app, serving
 from pool.logs import configure_logging
 from pool.outage import RedisConfigError
 from pool.producer import (

@@ -40,6 +40,7 @@ async def test_ready_while_running_and_503_with_the_reason_when_paused(redis: Re
         await push(redis, job("k", 0, 1))
         await wait_until(lambda: _status_is(port, "/readyz", 503), what="not ready")
         status, body = await _get(port, "/readyz")
+        assert status == 503
         assert body["ready"] is False and "paused" in str(body["reason"])
         assert "invalid API key" in str(body["reason"])
         assert (await _get(port, "/healthz"))[0] == 200
@@ -51,6 +52,7 @@ async def test_readyz_is_503_when_redis_does_not_answer() -> None:
     pool = Pool(redis=dead, generator=FakeGenerator(), settings=fast_settings())
     async with serving(health_app(pool, dead), host="127.0.0.1", port=0) as port:
         status, body = await _get(port, "/readyz")
+        assert status == 503
         assert status == 503 and "redis unreachable" in str(body["reason"])
         assert (await _get(port, "/healthz"))[0] == 200
     await dead.aclose()

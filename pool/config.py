@@ -168,7 +168,11 @@ class PoolSettings(BaseSettings):
             return pem
         shown = value if len(value) <= _MAX_SHOWN_PATH and "\n" not in value else "the value"
         path = Path(value).expanduser()
-        if not path.is_file():
+        try:
+            is_file = path.is_file()
+        except OSError:  # e.g. a name too long for a path: not a file either
+            is_file = False
+        if not is_file:
             raise ValueError(
                 f"{shown} is not a file (give the path of a PEM file or the PEM text itself, "
                 f"which starts with {_PEM_MARKER})"

@@ -273,8 +273,10 @@ def describe_generator(settings: GeneratorSettings, *, base_url: str | None = No
 
 
 def secrets_of(settings: PoolSettings, gen_settings: GeneratorSettings | None) -> list[str]:
-    """The values the logs must never show: API key and URL passwords."""
+    """The values the logs must never show: API key, REDIS_PASSWORD and URL passwords."""
     values = [_password(settings.redis_url)]
+    if settings.redis_password is not None:
+        values.append(settings.redis_password.get_secret_value())
     if gen_settings is not None:
         if gen_settings.openai_api_key is not None:
             values.append(gen_settings.openai_api_key.get_secret_value())
@@ -324,7 +326,7 @@ def _one_shot(work: Callable[[Redis, Keys], Awaitable[int]]) -> int:
     configure_logging(fmt=settings.log_format, level="WARNING", stream=sys.stderr)
 
     async def go() -> int:
-        redis = command_redis(settings.redis_url)
+        redis = command_redis(settings)
         try:
             return await work(redis, Keys(settings.key_prefix))
         except _UNREACHABLE as exc:

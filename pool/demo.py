@@ -92,6 +92,12 @@ _SIMULATOR = SimulatorConfig(
 )
 _TARGET_WORDS = 250
 _PING_TIMEOUT_S = 3.0
+# The private server and fakeredis need no password and speak no TLS: drop REDIS_PASSWORD etc.
+_NO_REDIS_AUTH_OR_TLS: dict[str, Any] = {
+    "redis_password": None,
+    "redis_ca_cert": None,
+    "redis_tls_insecure": False,
+}
 
 
 def run_demo(*, out_dir: Path) -> int:
@@ -213,7 +219,7 @@ async def _open_redis(
         server = _PrivateRedisServer(binary)
         stack.callback(server.stop)
         url = server.start()
-        settings = settings.model_copy(update={"redis_url": url})
+        settings = settings.model_copy(update={"redis_url": url, **_NO_REDIS_AUTH_OR_TLS})
         client = pool_redis(settings)
         stack.push_async_callback(client.aclose)
         _say(f"Redis: a private redis-server at {url} (stopped and deleted at the end).")
@@ -221,7 +227,9 @@ async def _open_redis(
 
     fake = _FakeRedis()
     stack.push_async_callback(fake.aclose)
-    settings = settings.model_copy(update={"redis_url": "redis://fakeredis.in-process/0"})
+    settings = settings.model_copy(
+        update={"redis_url": "redis://fakeredis.in-process/0", **_NO_REDIS_AUTH_OR_TLS}
+    )
     _say(
         "Redis: fakeredis, in this process (no REDIS_URL and no redis-server on PATH); "
         "the pool's Lua scripts run on lupa. Install redis-server to use a real one."

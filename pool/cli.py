@@ -30,7 +30,7 @@ from pool.health import health_app, serving
 from pool.job import InvalidJob, job_schema
 from pool.keys import Keys
 from pool.logs import configure_logging
-from pool.outage import RedisConfigError
+from pool.outage import RedisConfigError, fatal_reason
 from pool.producer import (
     EbookExists,
     EbookState,
@@ -329,14 +329,14 @@ def _one_shot(work: Callable[[Redis, Keys], Awaitable[int]]) -> int:
         redis = command_redis(settings)
         try:
             return await work(redis, Keys(settings.key_prefix))
-        except _UNREACHABLE as exc:
-            raise CommandError(
-                f"cannot reach Redis at {mask_url(settings.redis_url)}: {_one_line(exc)}"
-            ) from None
-        except redis_errors.RedisError as exc:
-            raise CommandError(
-                f"Redis at {mask_url(settings.redis_url)} answered with an error: {_one_line(exc)}"
-            ) from None
+        except (redis_errors.RedisError, OSError) as exc:
+            where = f"Redis at {mask_url(settings.redis_url)}"
+            fatal = fatal_reason(exc)
+            if fatal is not None:  # a password or TLS problem: a configuration error
+                raise CommandError(f"{where}: {fatal}", EXIT_USAGE) from None
+            if isinstance(exc, _UNREACHABLE):
+                raise CommandError(f"cannot reach {where}: {_one_line(exc)}") from None
+            raise CommandError(f"{where} answered with an error: {_one_line(exc)}") from None
         finally:
             await redis.aclose()
 

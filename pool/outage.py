@@ -60,7 +60,7 @@ def fatal_reason(exc: BaseException) -> str | None:
     if isinstance(exc, redis_errors.AuthenticationError) or text.startswith(
         ("WRONGPASS", "NOAUTH", "invalid password", "invalid username-password")
     ):
-        if "NOAUTH" in text or "Authentication required" in text:
+        if "NOAUTH" in text or "Authentication required" in text or "HELLO must be" in text:
             return (
                 "Redis requires a password and none was given: put it in REDIS_URL "
                 "(redis://:PASSWORD@host:port) or REDIS_PASSWORD"

@@ -589,3 +589,49 @@ async def test_enqueue_and_a_pool_over_tls_with_a_password_never_leak_it(
     assert PASSWORD not in logs, "the password is in the pool's logs"
     assert b"tls-1" in stored and b"not json at all" in stored
     assert PASSWORD.encode() not in stored, "the password is in a Redis key or value"
+
+
+# --- what `ebook-pool run` and the one-shot commands do when Redis refuses us -------------------
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("wrong password", "refused the password"),
+        ("no password", "requires a password"),
+        ("wrong CA", "TLS certificate did not verify"),
+    ],
+)
+async def test_run_stops_with_one_line_and_exit_2_when_redis_refuses_us(
+    case: str,
+    expected: str,
+    auth_server: RedisServer,
+    tls_server: RedisServer,
+    wrong_ca: Path,
+) -> None:
+    """A wrong password, no password, or a CA that does not verify will not fix itself:
+    `ebook-pool run` exits 2 with one line (no retry loop, no traceback, no secret)."""
+    env = {
+        "wrong password": cli_env(REDIS_URL=auth_server.url_with_password("not-it")),
+        "no password": cli_env(REDIS_URL=auth_server.url),
+        "wrong CA": cli_env(
+            REDIS_URL=tls_server.url, REDIS_PASSWORD=PASSWORD, REDIS_CA_CERT=str(wrong_ca)
+        ),
+    }[case]
+    env["OPENAI_BASE_URL"] = "http://127.0.0.1:9/v1"
+    code, out, err = await cli("run", env=env)
+    assert code == 2, out + err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ebook-pool: error: "), err
+    assert expected in lines[0]
+    assert "Traceback" not in out + err and PASSWORD not in out + err and "not-it" not in out + err
+
+
+async def test_a_one_shot_command_with_a_wrong_password_is_a_configuration_error(
+    auth_server: RedisServer,
+) -> None:
+    """`ebook-pool stats` with a wrong password: exit 2 and the reason, not "cannot reach"."""
+    code, out, err = await cli(
+        "stats", env=cli_env(REDIS_URL=auth_server.url_with_password("not-it"))
+    )
+    assert out == "" and code == 2 and "refused the password" in err and "cannot reach" not in err

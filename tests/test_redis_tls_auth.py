@@ -635,3 +635,14 @@ async def test_a_one_shot_command_with_a_wrong_password_is_a_configuration_error
         "stats", env=cli_env(REDIS_URL=auth_server.url_with_password("not-it"))
     )
     assert out == "" and code == 2 and "refused the password" in err and "cannot reach" not in err
+
+
+async def test_a_server_that_is_not_redis_stops_run_with_one_line(not_redis: int) -> None:
+    """REDIS_URL pointing at an HTTP server: `ebook-pool run` exits 2 with one line."""
+    env = cli_env(
+        REDIS_URL=f"redis://127.0.0.1:{not_redis}/0", OPENAI_BASE_URL="http://127.0.0.1:9/v1"
+    )
+    code, out, err = await cli("run", env=env)
+    assert code == 2 and "Traceback" not in out + err
+    (line,) = err.strip().splitlines()
+    assert line.startswith("ebook-pool: error: ") and "does not speak the Redis protocol" in line

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
@@ -145,6 +145,16 @@ class PoolSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Least severe level logged."
     )
+    processes: Annotated[int, Field(ge=1, le=1_024)] | Literal["auto"] = Field(
+        default=1,
+        description="Pool processes `run` starts under one supervisor; 'auto' = the CPUs this "
+        "process may use (cgroup quota aware); 1 = no supervisor.",
+    )
+    event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
+        default="auto",
+        description="'auto' = uvloop where it is installed, else asyncio's loop; 'asyncio' turns "
+        "uvloop off.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -153,10 +163,18 @@ class PoolSettings(BaseSettings):
             for key in ("log_level", "LOG_LEVEL"):
                 if isinstance(data.get(key), str):
                     data[key] = data[key].upper()
-            for key in ("log_format", "LOG_FORMAT"):
+            lower = ("log_format", "processes", "event_loop")
+            for key in (*lower, *(name.upper() for name in lower)):
                 if isinstance(data.get(key), str):
                     data[key] = data[key].lower()
         return data
+
+    @field_validator("processes", mode="before")
+    @classmethod
+    def _processes_word(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip() != "auto" and not value.strip().isdigit():
+            raise ValueError(f"must be a whole number of processes or 'auto' (got {value!r})")
+        return value
 
     @field_validator("redis_password", "redis_ca_cert", mode="before")
     @classmethod
@@ -281,6 +299,11 @@ class PoolSettings(BaseSettings):
         ca = self.redis_ca_cert
         if ca is not None and is_pem(ca):
             out["REDIS_CA_CERT"] = f"<PEM, {len(ca.encode())} bytes>"
+        from pool.eventloop import running_loop_name  # it imports this module
+
+        running = running_loop_name()
+        if running is not None:  # the loop that actually runs, e.g. 'uvloop (auto)'
+            out["EVENT_LOOP"] = f"{running} (auto)" if self.event_loop == "auto" else running
         return out
 
     @property

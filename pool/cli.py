@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 
 from generator import GeneratorSettings, OpenAIPageGenerator
 from generator.simulator import add_simulator_arguments, run_simulator
+from pool import eventloop
 from pool.clock import now_ms
 from pool.config import ConfigError, PoolSettings, load_settings, mask_url
 from pool.connections import command_redis, pool_redis
@@ -51,6 +52,7 @@ from pool.reports import (
     status_data,
 )
 from pool.store import FailedEntry, Store
+from pool.supervisor import resolve_processes, run_supervisor
 from pool.worker import Pool
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
@@ -109,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     p = sub.add_parser("run", help="Run a pool process until SIGTERM/SIGINT (what Railway runs).")
+    p.add_argument(
+        "--processes",
+        metavar="N|auto",
+        help="Run N pool processes under a supervisor; auto = the CPUs this process may use "
+        "(default: PROCESSES, 1).",
+    )
     p.set_defaults(handler=_cmd_run)
 
     p = sub.add_parser(
@@ -196,7 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    settings = load_settings(PoolSettings)
+    flag = {} if args.processes is None else {"processes": args.processes}
+    settings = load_settings(PoolSettings, **flag)
     gen_settings = load_settings(GeneratorSettings)
     if gen_settings.openai_api_key is None and gen_settings.openai_base_url is None:
         raise ConfigError(
@@ -208,7 +217,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         level=settings.log_level,
         secrets=secrets_of(settings, gen_settings),
     )
-    return asyncio.run(_run_pool(settings, gen_settings))
+    loop = eventloop.resolve_event_loop(settings.event_loop)  # EVENT_LOOP=uvloop without it: 2
+    processes = resolve_processes(settings.processes)
+    if processes > 1:
+        return run_supervisor(processes, shutdown_grace_s=settings.shutdown_grace_s)
+    return eventloop.run(_run_pool(settings, gen_settings), event_loop=loop)
 
 
 async def _run_pool(settings: PoolSettings, gen_settings: GeneratorSettings) -> int:

@@ -48,6 +48,7 @@ BACKOFF_MAX_S = 30.0
 STABLE_AFTER_S = 60.0  # a child that ran this long resets the backoff
 STOP_MARGIN_S = 15.0  # beyond SHUTDOWN_GRACE before a child that has not stopped is killed
 EXIT_CONFIG = 2  # a pool process's exit code for a configuration error (never restarted)
+_EXIT_INTERRUPTED = 130
 
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
 _SELF_CGROUP = Path("/proc/self/cgroup")
@@ -320,9 +321,8 @@ class Supervisor:
             ran_s = _loop_time() - started
             self._children.pop(slot, None)
             if self._stopping.is_set():
-                if code != 0 and self._exit_code == 0:
-                    self._exit_code = 1
-                if code != 0:
+                if not self._stopped_cleanly(code):
+                    self._exit_code = self._exit_code or 1
                     logger.warning(
                         f"[Supervisor] Pool process {proc.pid} ended with {_describe_exit(code)}"
                     )
@@ -356,6 +356,15 @@ class Supervisor:
             self.restarts += 1
             logger.info(f"[Supervisor] Started pool process {proc.pid} (replacing {old})")
             delay = min(delay * 2, self.backoff_max_s)
+
+    def _stopped_cleanly(self, code: int) -> bool:
+        """Whether a child's exit after the stop is a graceful one.
+
+        A child still starting (before the pool installs its handlers, so holding no job) dies
+        of the forwarded SIGTERM itself, or exits 130 on SIGINT's KeyboardInterrupt.
+        """
+        sig = self._stop_signal
+        return code in (0, -sig) or (sig == signal.SIGINT and code == _EXIT_INTERRUPTED)
 
     def _kill_stragglers(self) -> None:
         left = list(self._children.values())

@@ -14,7 +14,15 @@ from typing import Any, Literal, TypeVar
 
 from pool.config import ConfigError
 
-__all__ = ["EventLoopChoice", "LoopName", "resolve_event_loop", "run", "running_loop_name"]
+__all__ = [
+    "EventLoopChoice",
+    "LoopName",
+    "loop_factory",
+    "resolve_event_loop",
+    "run",
+    "running_loop_name",
+    "uvloop_available",
+]
 
 T = TypeVar("T")
 EventLoopChoice = Literal["auto", "uvloop", "asyncio"]

@@ -11,11 +11,10 @@ import os
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from loguru import logger
 from redis.asyncio import Redis
 
 from generator import GeneratorSettings
@@ -59,15 +58,6 @@ def clean_env(**extra: str) -> dict[str, str]:
     out = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
     out.update(extra)
     return out
-
-
-@pytest.fixture
-def messages() -> Iterator[list[str]]:
-    """The loguru messages logged in this process while the test runs."""
-    seen: list[str] = []
-    sink = logger.add(lambda m: seen.append(m.record["message"]), level="DEBUG")
-    yield seen
-    logger.remove(sink)
 
 
 @pytest.fixture
@@ -217,7 +207,7 @@ async def test_sigterm_of_the_supervisor_stops_every_child_and_gives_jobs_back(
 
 
 async def test_a_configuration_error_in_the_children_exits_2_without_restarts(
-    redis_server: RedisServer, messages: list[str]
+    redis_server: RedisServer, log_lines: list[str]
 ) -> None:
     """Children that exit 2 (a bad env var) stop the supervisor with 2, none restarted."""
     env = clean_env(
@@ -228,8 +218,8 @@ async def test_a_configuration_error_in_the_children_exits_2_without_restarts(
     assert code == 2
     assert supervisor.restarts == 0
     assert supervisor.pids == []
-    assert any("exited 2 (configuration error); not restarting" in m for m in messages)
-    assert not any("restarting in" in m for m in messages)
+    assert any("exited 2 (configuration error); not restarting" in m for m in log_lines)
+    assert not any("restarting in" in m for m in log_lines)
 
 
 async def test_run_processes_with_a_bad_prompt_file_exits_2_once(
@@ -292,7 +282,7 @@ async def test_bad_processes_or_event_loop_is_one_line_and_exit_2(
 
 
 async def test_a_crashing_child_is_restarted_with_exponential_backoff(
-    messages: list[str],
+    log_lines: list[str],
 ) -> None:
     """A child that keeps crashing waits 1x, 2x, 4x the first delay, capped; stop ends it."""
     supervisor = Supervisor(
@@ -310,13 +300,13 @@ async def test_a_crashing_child_is_restarted_with_exponential_backoff(
     await wait_until(restarted_four_times, timeout_s=30, what="four restarts")
     supervisor.stop()
     assert await asyncio.wait_for(task, timeout=10) == 0
-    delays = re.findall(r"died \(exit code 3\); restarting in ([\d.]+)s", "\n".join(messages))
+    delays = re.findall(r"died \(exit code 3\); restarting in ([\d.]+)s", "".join(log_lines))
     assert delays[:5] == ["0.05", "0.1", "0.2", "0.2", "0.2"][: len(delays[:5])]
     assert len(delays) >= 4
 
 
 async def test_a_child_that_ran_long_enough_restarts_after_the_first_delay(
-    messages: list[str],
+    log_lines: list[str],
 ) -> None:
     """The backoff starts over after a child ran `stable_after_s`."""
     supervisor = Supervisor(
@@ -335,12 +325,12 @@ async def test_a_child_that_ran_long_enough_restarts_after_the_first_delay(
     await wait_until(restarted_thrice, timeout_s=30, what="three restarts")
     supervisor.stop()
     assert await asyncio.wait_for(task, timeout=10) == 0
-    delays = re.findall(r"restarting in ([\d.]+)s", "\n".join(messages))
+    delays = re.findall(r"restarting in ([\d.]+)s", "".join(log_lines))
     assert len(delays) >= 3 and set(delays) == {"0.05"}
 
 
 async def test_a_child_that_will_not_stop_is_killed_after_the_stop_timeout(
-    messages: list[str], tmp_path: Path
+    log_lines: list[str], tmp_path: Path
 ) -> None:
     """A child ignoring SIGTERM is SIGKILLed after `stop_timeout_s`; the exit code is 1."""
     ready = tmp_path / "ignoring"
@@ -358,7 +348,7 @@ async def test_a_child_that_will_not_stop_is_killed_after_the_stop_timeout(
     await wait_until(ignoring, timeout_s=10, what="the child to ignore SIGTERM")
     supervisor.stop()
     assert await asyncio.wait_for(task, timeout=10) == 1
-    assert any("still running 0.5s after the stop; killing them" in m for m in messages)
+    assert any("still running 0.5s after the stop; killing them" in m for m in log_lines)
 
 
 # --- how many processes ------------------------------------------------------------------------

@@ -511,15 +511,15 @@ class Pool:
         self._started_ebooks[job.ebook_id] = None
         if len(self._started_ebooks) > _STARTED_EBOOKS_KEPT:
             self._started_ebooks.popitem(last=False)
-        self._spawn(self._mark_started(job, epoch))
+        self._spawn(self._mark_started(job, epoch, now_ms()))
 
-    async def _mark_started(self, job: PageJob, epoch: bytes) -> None:
+    async def _mark_started(self, job: PageJob, epoch: bytes, at_ms: int) -> None:
         try:
             await self._guard.persist(
                 self.store.mark_started,
                 ebook_id=job.ebook_id,
                 total=job.total_pages,
-                now_ms=now_ms(),
+                now_ms=at_ms,
                 epoch=epoch,
             )
         except Exception as exc:  # a status the app wrote with another type: the page goes on

@@ -20,6 +20,7 @@ import hashlib
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,36 +162,40 @@ def account(r: Redis, pushed: Pushed) -> Ledger:
     led.malformed_stored = sum(
         int(r.hlen(name)) for name in r.scan_iter(match=keys.pages("fuzz-bad-*"), count=1000)
     )
-    _by_kind(led, pushed, found, pending, unmatched)
-    for kind, payload in pushed.malformed:
-        led.by_kind[kind]["stored"] += _was_stored(r, keys, payload)
+    _by_kind(led, pushed, found, pending, unmatched, lambda p: _was_stored(r, keys, p))
     return led
 
 
-def _was_stored(r: Redis, keys: Keys, payload: bytes) -> int:
-    """1 if the page this malformed payload names (read leniently) is in a pages hash."""
+def _was_stored(r: Redis, keys: Keys, payload: bytes) -> bool:
+    """True if the page this malformed payload names (read leniently) is in a pages hash."""
     try:
         data = json.loads(payload)
         ebook, index = data["ebookId"], int(data["pageIndex"])
     except Exception:
-        return 0
+        return False
     if not isinstance(ebook, str):
-        return 0
+        return False
     try:
-        return int(bool(r.hexists(keys.pages(ebook), str(index))))
+        return bool(r.hexists(keys.pages(ebook), str(index)))
     except UnicodeEncodeError:
-        return 0
+        return False
 
 
 def _by_kind(
-    led: Ledger, pushed: Pushed, found: Counter[str], pending: Counter[str], unmatched: int
+    led: Ledger,
+    pushed: Pushed,
+    found: Counter[str],
+    pending: Counter[str],
+    unmatched: int,
+    stored: Callable[[bytes], bool],
 ) -> None:
-    """Per malformed kind: in the failed list (by hash), still queued, and not found."""
+    """Per malformed kind, each payload in one bucket: in the failed list (by hash), still
+    queued or claimed, its page stored (accepted by the pool), or not found anywhere."""
     found, pending = Counter(found), Counter(pending)
-    missing_total = 0
+    not_found = 0
     for kind, payload in pushed.malformed:
         row = led.by_kind.setdefault(
-            kind, dict.fromkeys(("pushed", "failed", "queued", "unseen", "stored"), 0)
+            kind, dict.fromkeys(("pushed", "failed", "queued", "stored", "unseen"), 0)
         )
         row["pushed"] += 1
         digest = sha256(payload)
@@ -200,8 +205,11 @@ def _by_kind(
         elif pending[digest] > 0:
             pending[digest] -= 1
             row["queued"] += 1
+        elif stored(payload):
+            row["stored"] += 1
         else:
             row["unseen"] += 1
-            missing_total += 1
+            not_found += 1
     identified = sum(row["failed"] for row in led.by_kind.values())
-    led.malformed_in_failed = identified + min(unmatched, missing_total)
+    # Failed entries whose payload could not be hashed back stand for the payloads not found.
+    led.malformed_in_failed = identified + min(unmatched, not_found)

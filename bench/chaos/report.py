@@ -109,14 +109,14 @@ def render_table(outcomes: list[Outcome]) -> str:
 
 def _kinds_table(by_kind: dict[str, dict[str, int]]) -> str:
     lines = [
-        "| kind | pushed | in failed list (by hash) | still queued | not found by hash "
-        "| of which stored |",
+        "| kind | pushed | in failed list (by hash) | still queued | page stored "
+        "| not found (by hash) |",
         "|---|---|---|---|---|---|",
     ]
     for kind, row in by_kind.items():
         lines.append(
-            f"| {kind} | {row['pushed']} | {row['failed']} | {row['queued']} | {row['unseen']} "
-            f"| {row['stored']} |"
+            f"| {kind} | {row['pushed']} | {row['failed']} | {row['queued']} | {row['stored']} "
+            f"| {row['unseen']} |"
         )
     return "\n".join(lines)
 
@@ -165,7 +165,14 @@ def render_markdown(outcomes: list[Outcome], command: str) -> str:
             parts.append(f"- exceptions in the logs: {o.logs.exceptions}")
         by_kind = o.ledger.by_kind
         if by_kind:
-            parts += ["", _kinds_table(by_kind)]
+            parts += [
+                "",
+                "Each malformed payload in one column: its failed entry found by hash, still "
+                "queued or claimed, its page stored (the pool accepted it), or none of these "
+                "(e.g. a failed entry that kept the payload lossily: see 'malformed in failed').",
+                "",
+                _kinds_table(by_kind),
+            ]
         parts.append("")
     return "\n".join(parts)
 

@@ -14,6 +14,7 @@ session's private redis-server. Target behaviour (docs/contract.md, issue 8):
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections import Counter
@@ -24,7 +25,7 @@ from loguru import logger
 from redis.asyncio import Redis
 
 from bench.chaos.ledger import entry_digest, sha256
-from bench.chaos.payloads import KINDS, malformed_payloads, valid_job
+from bench.chaos.payloads import KINDS, half_emoji_job, malformed_payloads, valid_job
 from pool import Pool
 from pool.keys import Keys
 from tests.fakes import FakeGenerator, failed, fast_settings, running
@@ -53,7 +54,10 @@ async def test_every_malformed_payload_is_failed_and_every_valid_job_stored(
 ) -> None:
     bad = malformed_payloads(MALFORMED, seed=0)
     assert {kind for kind, _ in bad} == set(KINDS)
-    items = bad + [("valid", valid_job("fuzz-ok", i, VALID)) for i in range(VALID)]
+    items = bad + [
+        ("valid", (half_emoji_job if i % 4 == 3 else valid_job)("fuzz-ok", i, VALID))
+        for i in range(VALID)
+    ]
     random.Random(0).shuffle(items)
     await redis.lpush(KEYS.queue, *[payload for _, payload in items])
 
@@ -85,5 +89,9 @@ async def test_every_malformed_payload_is_failed_and_every_valid_job_stored(
         assert e.get("errorType") in {"invalid", "poison"}, e
         assert isinstance(e.get("error"), str) and e["error"].strip(), e
     assert await _stored(redis, "fuzz-ok") == VALID
+    half = json.loads(await redis.hget(KEYS.pages("fuzz-ok"), "3") or b"{}")
+    assert half["pageTitle"] == "\ufffd Section 4" and half["metadata"] == {
+        "cut\ufffd": "ok \ufffd"
+    }
     assert not [k async for k in redis.scan_iter(match=KEYS.pages("fuzz-bad-*"))]
     assert not crashes, f"{len(crashes)} worker restarts, e.g. {crashes[0]}"

@@ -11,7 +11,7 @@ import random
 from pathlib import Path
 
 from bench.chaos.ledger import push
-from bench.chaos.payloads import malformed_payloads, valid_job
+from bench.chaos.payloads import half_emoji_job, malformed_payloads, valid_job
 from bench.chaos.report import Outcome
 from bench.chaos.stage import Stage
 
@@ -32,7 +32,11 @@ def run(root: Path, *, malformed: int, valid: int, seed: int, timeout_s: float) 
         for e in range(VALID_EBOOKS):
             ebook = f"fuzz-ok-{e}"
             stage.pushed.declare(stage.r, ebook, per_ebook)
-            items += [("valid", valid_job(ebook, i, per_ebook)) for i in range(per_ebook)]
+            # Every fourth valid job carries half an emoji in its text (replaced, then stored).
+            items += [
+                ("valid", (half_emoji_job if i % 4 == 3 else valid_job)(ebook, i, per_ebook))
+                for i in range(per_ebook)
+            ]
         items += bad
         rng.shuffle(items)
         for kind, payload in items:

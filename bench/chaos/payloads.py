@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
-__all__ = ["KINDS", "MAX_JOB_BYTES", "draw", "malformed_payloads", "valid_job"]
+__all__ = ["KINDS", "MAX_JOB_BYTES", "draw", "half_emoji_job", "malformed_payloads", "valid_job"]
 
 #: The pool's default MAX_JOB_BYTES.
 MAX_JOB_BYTES = 65_536
@@ -47,6 +47,17 @@ def valid_job(ebook_id: str, page_index: int, total_pages: int, **extra: Any) ->
         **extra,
     }
     return json.dumps(job, separators=(",", ":")).encode()
+
+
+def half_emoji_job(ebook_id: str, page_index: int, total_pages: int) -> bytes:
+    """A valid job whose text holds lone surrogate escapes, as JavaScript's JSON.stringify
+    writes a string cut between the two halves of an emoji: the pool replaces each with U+FFFD
+    and stores the page (docs/contract.md)."""
+    job = valid_job(ebook_id, page_index, total_pages, metadata={"cut": "ok"}).decode()
+    job = job.replace('"title":"Chaos book', '"title":"Chaos book \\ud83d')
+    job = job.replace('"pageTitle":"Section', '"pageTitle":"\\ude00 Section')
+    job = job.replace('{"cut":"ok"}', '{"cut\\udc00":"ok \\ud83d"}')
+    return job.encode()
 
 
 def draw(strategy: st.SearchStrategy[Any], count: int, seed: int) -> list[Any]:
@@ -199,16 +210,16 @@ _VARIANTS: dict[str, list[Variant]] = {
         lambda i, r: _splice(i, "title", b'"Title \xed\xb2\xa9"'),
         lambda i, r: _splice(i, "pageTitle", b'"\xed\xa0\xbd cut emoji"'),
     ],
-    "surrogate_escaped": [  # valid JSON: what JSON.stringify writes for a half emoji
+    # Valid JSON, what JSON.stringify writes for a half emoji: in an id it makes the id invalid
+    # (in text it is replaced with U+FFFD and the job is valid: see half_emoji_job).
+    "surrogate_escaped": [
         lambda i, r: _splice(i, "ebookId", b'"fuzz-bad-\\ud83d"'),
-        lambda i, r: _splice(i, "title", b'"Bees in the City \\ud83d"'),
-        lambda i, r: _splice(i, "pageTitle", b'"\\ude00 tail"'),
+        lambda i, r: _splice(i, "ebookId", b'"fuzz-bad-\\udfff"'),
         lambda i, r: _splice(i, "jobId", b'"job-\\udfff"'),
     ],
-    "surrogate_in_metadata": [
-        lambda i, r: _splice(i, "metadata", b'{"k": "\\ud83d"}'),
-        lambda i, r: _splice(i, "metadata", b'{"\\udc00": 1}'),
+    "surrogate_in_metadata": [  # encoded (invalid UTF-8), in a value and in a key
         lambda i, r: _splice(i, "metadata", b'{"k": ["\xed\xa0\x80"]}'),
+        lambda i, r: _splice(i, "metadata", b'{"\xed\xb0\x80": 1}'),
     ],
     "nul_bytes": [
         lambda i, r: _splice(i, "ebookId", b'"fuzz-bad\\u0000x"'),

@@ -155,6 +155,21 @@ class PoolSettings(BaseSettings):
         description="'auto' = uvloop where it is installed, else asyncio's loop; 'asyncio' turns "
         "uvloop off.",
     )
+    dashboard_enabled: bool = Field(
+        default=True,
+        description="Serve the dashboard at / on the HTTP server (HTTP_PORT/PORT).",
+    )
+    dashboard_token: SecretStr | None = Field(
+        default=None,
+        min_length=16,
+        description="Token the dashboard's actions (retry, purge, pause) need; unset = read-only.",
+    )
+    dashboard_max_ebooks: int = Field(
+        default=100,
+        ge=1,
+        le=10_000,
+        description="Most recent ebooks the dashboard lists (found by SCAN).",
+    )
 
     @model_validator(mode="before")
     @classmethod

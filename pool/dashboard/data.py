@@ -59,11 +59,13 @@ _POOL_FIELDS = (
 
 
 class EbookList:
-    """The ids of the ebooks to list, newest first, and whether the listing was cut short."""
+    """The ids of the ebooks to list, newest first, whether the listing was cut short, and how
+    many SCAN calls it took (1 = a small database: cheap to list again)."""
 
-    def __init__(self, ids: Sequence[str], truncated: bool) -> None:
+    def __init__(self, ids: Sequence[str], truncated: bool, scan_calls: int = 1) -> None:
         self.ids = list(ids)
         self.truncated = truncated
+        self.scan_calls = scan_calls
 
 
 async def list_ebooks(redis: Redis, keys: Keys, *, limit: int) -> EbookList:
@@ -98,7 +100,7 @@ async def list_ebooks(redis: Redis, keys: Keys, *, limit: int) -> EbookList:
     )
     if len(newest) > limit:
         truncated = True
-    return EbookList([s["ebook_id"] for s in newest[:limit]], truncated)
+    return EbookList([s["ebook_id"] for s in newest[:limit]], truncated, calls)
 
 
 def ebook_row(status: EbookStatus) -> dict[str, Any]:

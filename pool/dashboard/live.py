@@ -3,7 +3,8 @@
 The sampler reads Redis once a second. With nobody watching it only takes the cheap sample the
 chart needs (queue depth, jobs in flight, pages per minute: one LLEN and the heartbeats), so the
 chart has a history when someone opens the page; with a viewer it builds the whole overview,
-re-listing the ebooks (a capped SCAN) every few seconds.
+re-listing the ebooks (a capped SCAN) at each sample on a small database, every few seconds on
+a big one.
 """
 
 from __future__ import annotations
@@ -106,7 +107,13 @@ class Hub:
             self._changed.notify_all()
 
     async def _full(self) -> dict[str, Any]:
-        if self._ebooks is None or monotonic() - self._ebooks_at > _EBOOK_LIST_EVERY_S:
+        # A small database (one SCAN call) is listed afresh each time; a big one every few s.
+        ebooks = self._ebooks
+        if (
+            ebooks is None
+            or ebooks.scan_calls <= 1
+            or monotonic() - self._ebooks_at > _EBOOK_LIST_EVERY_S
+        ):
             self._ebooks = await list_ebooks(self.redis, self.keys, limit=self.max_ebooks)
             self._ebooks_at = monotonic()
         return await overview(self.redis, self.keys, ebooks=self._ebooks)

@@ -205,9 +205,12 @@
     const h = 170;
     const pad = { l: 44, r: 52, t: 10, b: 22 };
     const root = svg("svg", { width: w, height: h, viewBox: `0 0 ${w} ${h}` });
+    // The window is the history we have, from one minute up to ten.
     const now = points.length ? points[points.length - 1][0] : Date.now();
-    const t0 = now - 10 * 60 * 1000;
-    const x = (t) => pad.l + ((t - t0) / (now - t0)) * (w - pad.l - pad.r);
+    const first = points.length ? points[0][0] : now;
+    const span = Math.min(Math.max(now - first, 60 * 1000), 10 * 60 * 1000);
+    const t0 = now - span;
+    const x = (t) => pad.l + ((t - t0) / span) * (w - pad.l - pad.r);
     const maxLeft = Math.max(1, ...points.map((p) => Math.max(p[1], p[2])));
     const maxRight = Math.max(1, ...points.map((p) => p[3]));
     const yl = (v) => h - pad.b - (v / maxLeft) * (h - pad.t - pad.b);
@@ -220,10 +223,11 @@
       root.append(svg("text", { x: w - pad.r + 6, y: y + 4, class: "axis rate" },
         (maxRight * (1 - i / 4)).toFixed(maxRight < 10 ? 1 : 0)));
     }
-    for (let m = 10; m >= 0; m -= 2) {
-      const t = now - m * 60 * 1000;
-      root.append(svg("text", { x: x(t), y: h - 6, class: "axis", "text-anchor": "middle" },
-        m === 0 ? "now" : `-${m}m`));
+    for (let i = 0; i <= 5; i++) {
+      const ago = (span * (5 - i)) / 5 / 1000;
+      const label = ago === 0 ? "now" : ago < 120 ? `-${Math.round(ago)}s` : `-${(ago / 60).toFixed(0)}m`;
+      root.append(svg("text", { x: x(now - ago * 1000), y: h - 6, class: "axis", "text-anchor": "middle" },
+        label));
     }
     const line = (idx, y, cls) => {
       const shown = points.filter((p) => p[0] >= t0);
@@ -382,7 +386,7 @@
         b.disabled = true;
         b.dataset.finished = "1";
       }
-      const note = el("p", { class: "done", id: "failed-done", text: `${verb}. ` });
+      const note = el("p", { class: "notice", id: "failed-done", text: `${verb}. ` });
       const link = document.querySelector(".fields a");
       if (link) note.append(el("a", { href: link.getAttribute("href"), text: "Follow the ebook →" }));
       document.querySelector(".toolbar").after(note);

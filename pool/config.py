@@ -311,6 +311,7 @@ class PoolSettings(BaseSettings):
         out = {name.upper(): value for name, value in self.model_dump().items()}
         out["REDIS_URL"] = mask_url(self.redis_url)
         out["REDIS_PASSWORD"] = "***" if self.redis_password is not None else None
+        out["DASHBOARD_TOKEN"] = "***" if self.dashboard_token is not None else None
         ca = self.redis_ca_cert
         if ca is not None and is_pem(ca):
             out["REDIS_CA_CERT"] = f"<PEM, {len(ca.encode())} bytes>"

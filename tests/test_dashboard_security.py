@@ -26,19 +26,19 @@ API_KEY = "sk-test-NEVERSHOWN-4f9a2c"
 @pytest.fixture
 def locked_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A private redis-server that requires PASSWORD."""
-    server = RedisServer(workdir=tmp_path).start()
-    import redis as sync_redis
-
-    with sync_redis.Redis(port=server.port) as client:
-        client.config_set("requirepass", PASSWORD)
+    server = RedisServer(workdir=tmp_path, password=PASSWORD).start()
     yield server
     server.stop()
 
 
-def _secret_env(monkeypatch: pytest.MonkeyPatch, url: str) -> PoolSettings:
-    for name in ("REDIS_PUBLIC_URL", "HTTP_PORT", "PORT", "KEY_PREFIX"):
+def _secret_env(
+    monkeypatch: pytest.MonkeyPatch, url: str, *, password_env: bool = False
+) -> PoolSettings:
+    for name in ("REDIS_PUBLIC_URL", "HTTP_PORT", "PORT", "KEY_PREFIX", "REDIS_PASSWORD"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("REDIS_URL", url)
+    if password_env:
+        monkeypatch.setenv("REDIS_PASSWORD", PASSWORD)
     monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
     monkeypatch.setenv("DASHBOARD_TOKEN", TOKEN)
     return load_settings(PoolSettings)
@@ -49,13 +49,15 @@ def _clean(where: str, text: str) -> None:
         assert secret not in text, f"{where} shows a secret"
 
 
+@pytest.mark.parametrize("password_env", [False, True], ids=["in-REDIS_URL", "REDIS_PASSWORD"])
 async def test_no_page_or_endpoint_shows_a_secret(
-    locked_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+    locked_redis: RedisServer, monkeypatch: pytest.MonkeyPatch, password_env: bool
 ) -> None:
-    """Every route, GET and POST, with a password in REDIS_URL and a key in OPENAI_API_KEY."""
-    url = f"redis://:{PASSWORD}@127.0.0.1:{locked_redis.port}/0"
-    settings = _secret_env(monkeypatch, url)
-    redis = Redis.from_url(url)
+    """Every route, GET and POST, with the Redis password in REDIS_URL (or REDIS_PASSWORD), a
+    key in OPENAI_API_KEY and a DASHBOARD_TOKEN."""
+    url = locked_redis.url if password_env else locked_redis.url_with_password()
+    settings = _secret_env(monkeypatch, url, password_env=password_env)
+    redis = Redis.from_url(locked_redis.url_with_password())
     try:
         await seed(redis)
         await redis.set(KEYS.paused, "maintenance")

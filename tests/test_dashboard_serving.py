@@ -40,7 +40,9 @@ async def test_pool_http_server_mounts_the_dashboard_when_enabled(
 ) -> None:
     """With settings and DASHBOARD_ENABLED, / is the dashboard; /healthz is there regardless."""
     pool = Pool(redis=redis, generator=FakeGenerator(), settings=fast_settings())
-    settings = None if enabled is None else settings_for(redis_server.url, dashboard_enabled=enabled)
+    settings = (
+        None if enabled is None else settings_for(redis_server.url, dashboard_enabled=enabled)
+    )
     app = health_app(pool, redis, settings=settings)
     async with serving(app, host="127.0.0.1", port=0) as port:
         assert await _status(port, "/") == expected

@@ -112,7 +112,7 @@ def add_dashboard(
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         own = redis is None
-        client = command_redis(settings.redis_url) if redis is None else redis
+        client = command_redis(settings) if redis is None else redis
         hub = Hub(client, keys, max_ebooks=settings.dashboard_max_ebooks, interval_s=interval_s)
         app[_REDIS] = client
         app[_HUB] = hub

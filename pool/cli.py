@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import re
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -191,6 +192,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_cmd_schema)
 
     p = sub.add_parser(
+        "dashboard",
+        help="Serve the dashboard alone (no pool): queue, processes, ebooks, failed jobs.",
+        description="The dashboard that `ebook-pool run` serves at / on HTTP_PORT/PORT, alone.",
+    )
+    p.add_argument("--host", help="Address to bind (default: HTTP_HOST, 0.0.0.0).")
+    p.add_argument(
+        "--port", type=int, help="Port (default: HTTP_PORT, else PORT, else 8080; 0 = any free)."
+    )
+    p.set_defaults(handler=_cmd_dashboard)
+
+    p = sub.add_parser(
         "simulate-llm",
         help="Serve a fake OpenAI-compatible API (see docs/simulator.md).",
         description="An OpenAI-compatible API that writes fake pages, with rate limits and faults.",
@@ -232,7 +244,7 @@ async def _run_pool(settings: PoolSettings, gen_settings: GeneratorSettings) -> 
         logger.info(f"[Worker Pool] Generator: {describe_generator(gen_settings)}")
         async with contextlib.AsyncExitStack() as http:
             if settings.http_port is not None:
-                app = health_app(pool, redis)
+                app = health_app(pool, redis, settings=settings)
                 await http.enter_async_context(
                     serving(app, host=settings.http_host, port=settings.http_port)
                 )
@@ -290,6 +302,8 @@ def secrets_of(settings: PoolSettings, gen_settings: GeneratorSettings | None) -
     values = [_password(settings.redis_url)]
     if settings.redis_password is not None:
         values.append(settings.redis_password.get_secret_value())
+    if settings.dashboard_token is not None:
+        values.append(settings.dashboard_token.get_secret_value())
     if gen_settings is not None:
         if gen_settings.openai_api_key is not None:
             values.append(gen_settings.openai_api_key.get_secret_value())
@@ -303,6 +317,32 @@ def _password(url: str) -> str | None:
         return urlsplit(url).password
     except ValueError:
         return None
+
+
+def _cmd_dashboard(args: argparse.Namespace) -> int:
+    from pool.dashboard import dashboard_app
+
+    settings = load_settings(PoolSettings)
+    configure_logging(
+        fmt=settings.log_format, level=settings.log_level, secrets=secrets_of(settings, None)
+    )
+    host = args.host or settings.http_host
+    port = args.port if args.port is not None else settings.http_port
+    port = 8080 if port is None else port
+    if not 0 <= port <= 65_535:
+        raise CommandError(f"--port must be 0-65535, not {port}", EXIT_USAGE)
+
+    async def serve() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        async with serving(dashboard_app(settings), host=host, port=port, what="the dashboard"):
+            await stop.wait()
+        logger.info("[Dashboard] Stopped.")
+        return EXIT_OK
+
+    return asyncio.run(serve())
 
 
 # --- demo, simulator, schema ------------------------------------------------------------------

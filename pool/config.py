@@ -155,6 +155,21 @@ class PoolSettings(BaseSettings):
         description="'auto' = uvloop where it is installed, else asyncio's loop; 'asyncio' turns "
         "uvloop off.",
     )
+    dashboard_enabled: bool = Field(
+        default=True,
+        description="Serve the dashboard at / on the HTTP server (HTTP_PORT/PORT).",
+    )
+    dashboard_token: SecretStr | None = Field(
+        default=None,
+        min_length=16,
+        description="Token the dashboard's actions (retry, purge, pause) need; unset = read-only.",
+    )
+    dashboard_max_ebooks: int = Field(
+        default=100,
+        ge=1,
+        le=10_000,
+        description="Most recent ebooks the dashboard lists (found by SCAN).",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -296,6 +311,7 @@ class PoolSettings(BaseSettings):
         out = {name.upper(): value for name, value in self.model_dump().items()}
         out["REDIS_URL"] = mask_url(self.redis_url)
         out["REDIS_PASSWORD"] = "***" if self.redis_password is not None else None
+        out["DASHBOARD_TOKEN"] = "***" if self.dashboard_token is not None else None
         ca = self.redis_ca_cert
         if ca is not None and is_pem(ca):
             out["REDIS_CA_CERT"] = f"<PEM, {len(ca.encode())} bytes>"

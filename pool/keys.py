@@ -67,3 +67,9 @@ class Keys:
     def page_errors(self, ebook_id: str) -> str:
         """Hash page index → reason, for the pages of one ebook that failed for good."""
         return f"{self.prefix}:ebook:{ebook_id}:errors"
+
+    @property
+    def paused(self) -> str:
+        """String (JSON `{"reason", "since"}`, or a plain reason): while it exists, every pool
+        process stops claiming jobs. Set and cleared by an operator (the dashboard)."""
+        return f"{self.prefix}:paused"

@@ -31,6 +31,7 @@ __all__ = [
     "read_errors",
     "read_pages",
     "read_status",
+    "read_statuses",
 ]
 
 
@@ -168,7 +169,28 @@ async def enqueue_ebook(redis: Redis, keys: Keys, jobs: Sequence[PageJob]) -> No
 
 async def read_status(redis: Redis, keys: Keys, ebook_id: str) -> EbookStatus | None:
     """The ebook's status hash, or None if the ebook is unknown."""
-    raw = await redis.hgetall(keys.status(ebook_id))
+    return _decode_status(ebook_id, await redis.hgetall(keys.status(ebook_id)))
+
+
+async def read_statuses(
+    redis: Redis, keys: Keys, ebook_ids: Sequence[str]
+) -> dict[str, EbookStatus]:
+    """Ebook id → status hash, in one round trip; unknown ebooks are left out."""
+    if not ebook_ids:
+        return {}
+    async with redis.pipeline(transaction=False) as pipe:
+        for ebook_id in ebook_ids:
+            pipe.hgetall(keys.status(ebook_id))
+        raws = await pipe.execute()
+    out = {}
+    for ebook_id, raw in zip(ebook_ids, raws, strict=True):
+        status = _decode_status(ebook_id, raw)
+        if status is not None:
+            out[ebook_id] = status
+    return out
+
+
+def _decode_status(ebook_id: str, raw: dict[Any, Any]) -> EbookStatus | None:
     if not raw:
         return None
     data = {_text(k): _text(v) for k, v in raw.items()}

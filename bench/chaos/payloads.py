@@ -116,7 +116,7 @@ _WRONG_TYPES: list[tuple[str, Any]] = [
     ("pageIndex", None), ("pageIndex", "zero"), ("pageIndex", 0.5), ("pageIndex", [0]),
     ("totalPages", "2"), ("totalPages", 2.0), ("totalPages", True), ("totalPages", None),
     ("title", 5), ("title", None), ("title", ["T"]), ("title", {"t": 1}),
-    ("v", "1"), ("v", 1.0), ("v", True), ("jobId", 7), ("jobId", None),
+    ("v", "1"), ("v", 1.0), ("v", True), ("jobId", 7), ("jobId", ""),
     ("topic", 3), ("pageTitle", []), ("outline", "a, b"), ("outline", [1, 2]),
     ("instructions", {}), ("language", 1), ("style", 2), ("audience", True),
     ("targetWords", "100"), ("targetWords", 100.0), ("targetWords", True),

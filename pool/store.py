@@ -505,6 +505,10 @@ class Store:
                 reaped[pool_id] = int(n)
         return reaped
 
+    async def queue_depth(self) -> int:
+        """How many jobs wait in the queue."""
+        return int(await self.redis.llen(self.keys.queue))
+
     async def eviction_policy(self) -> str | None:
         """Redis's maxmemory-policy, or None if the server does not say (INFO disabled)."""
         try:

@@ -25,6 +25,7 @@ from generator.simulator import add_simulator_arguments, run_simulator
 from pool.clock import now_ms
 from pool.config import ConfigError, PoolSettings, load_settings, mask_url
 from pool.connections import command_redis, pool_redis
+from pool.deadletters import FailedEntry
 from pool.job import InvalidJob, job_schema
 from pool.keys import Keys
 from pool.logs import configure_logging
@@ -48,7 +49,7 @@ from pool.reports import (
     pools_report_data,
     status_data,
 )
-from pool.store import FailedEntry, Store
+from pool.store import Store
 from pool.worker import Pool
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
@@ -401,9 +402,9 @@ def _cmd_stats(args: argparse.Namespace) -> int:
         store = Store(redis, keys)
         pools = await store.live_pools()
         data = pools_report_data(
-            queue_depth=int(await redis.llen(keys.queue)),
+            queue_depth=await store.queue_depth(),
             in_flight=await store.in_flight(list(pools)),
-            failed=int(await redis.llen(keys.failed)),
+            failed=await store.failed_count(),
             pools=pools,
         )
         print(json.dumps(data, ensure_ascii=False) if args.json else format_pools_report(data))
@@ -418,7 +419,7 @@ def _cmd_failed_list(args: argparse.Namespace) -> int:
 
     async def work(redis: Redis, keys: Keys) -> int:
         store = Store(redis, keys)
-        total = int(await redis.llen(keys.failed))
+        total = await store.failed_count()
         if args.ebook is None:
             entries = await store.failed(0, args.limit - 1)
         else:
@@ -438,10 +439,10 @@ def _cmd_failed_retry(args: argparse.Namespace) -> int:
     async def work(redis: Redis, keys: Keys) -> int:
         store = Store(redis, keys)
         entries = _select(await store.failed(), args.ebook)
-        invalid = [e for e in entries if e.data.get("errorType") == "invalid"]
+        invalid = [e for e in entries if e.error_type == "invalid"]
         retried = 0
         for entry in entries:
-            if entry.data.get("errorType") == "invalid":
+            if entry.error_type == "invalid":
                 continue
             if await store.retry_failed(entry, now_ms=now_ms()):
                 retried += 1

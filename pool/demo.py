@@ -56,6 +56,7 @@ from pool.producer import (
 )
 from pool.progress import BarAwareStream, ProgressBar, wait_for_ebook
 from pool.stats import format_stats
+from pool.store import Store
 from pool.worker import Pool
 
 __all__ = ["SAMPLE_OUTLINE", "SAMPLE_TITLE", "SAMPLE_TOPIC", "render_markdown", "run_demo"]
@@ -162,7 +163,7 @@ async def _demo(
         pages = await read_pages(redis, keys, ebook_id)
         errors = await read_errors(redis, keys, ebook_id)
         path = _write(out_dir / f"{ebook_id}.md", render_markdown(pages, errors))
-        depth = int(await redis.llen(keys.queue))
+        depth = await Store(redis, keys).queue_depth()
         _say(
             f"Ebook {ebook_id}: {status['state']}, {status['done']}/{status['total']} pages "
             f"in {time.monotonic() - started:.1f}s."

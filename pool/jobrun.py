@@ -19,6 +19,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from pool.attempts import AttemptLedger
 from pool.clock import monotonic, now_ms
+from pool.deadletters import FailureKind
 from pool.events import EventKind
 from pool.generation import (
     GeneratedPage,
@@ -30,7 +31,7 @@ from pool.generation import (
 from pool.job import InvalidJob, PageJob, decode_job
 from pool.liveness import Pauser
 from pool.outcomes import OutcomeWriter, PageWrite
-from pool.records import FailureKind, page_record
+from pool.records import page_record
 from pool.retry import is_retryable, wait_policy
 from pool.runtime import PoolContext, Stopping, error_reason
 from pool.store import EpochChanged

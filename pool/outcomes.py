@@ -15,10 +15,10 @@ from typing import TypeVar
 from loguru import logger
 
 from pool.clock import now_ms
+from pool.deadletters import FailureKind, failed_entry
 from pool.events import EventKind
 from pool.job import JobIds, PageJob
 from pool.outage import wait_reason
-from pool.records import FailureKind, failed_entry
 from pool.runtime import PoolContext, error_reason
 
 __all__ = ["OutcomeWriter", "PageWrite"]

@@ -8,18 +8,16 @@ A bad value raises `ConfigError` with one line naming the variable and what is a
 from __future__ import annotations
 
 from typing import Any, Literal, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pool.shared import ConfigError, error_message, mask_url
+
 __all__ = ["ConfigError", "PoolSettings", "load_settings", "mask_url"]
 
 _MS = "milliseconds"
-
-
-class ConfigError(Exception):
-    """A bad environment variable; the message is one line that names it."""
 
 
 class PoolSettings(BaseSettings):
@@ -193,22 +191,7 @@ def load_settings(cls: type[_S], **overrides: Any) -> _S:
         err = exc.errors(include_url=False)[0]
         loc = [str(p) for p in err["loc"]]
         name = loc[0].upper() if loc else ""
-        msg = err["msg"].removeprefix("Value error, ")
+        msg = error_message(err)
         if not name or name == "__ROOT__":
             raise ConfigError(f"invalid configuration: {msg}") from None
         raise ConfigError(f"{name}: {msg}") from None
-
-
-def mask_url(url: str) -> str:
-    """`url` with any password replaced by '***' (for logs and errors)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))

@@ -34,7 +34,7 @@ from typing import Any, Self
 from aiohttp import web
 from loguru import logger
 
-from generator.simulator import bodies
+import generator.simulator.bodies as bodies
 from generator.simulator.config import SimulatorConfig, replace_config
 from generator.simulator.faults import Fault, Kind, draw_fault, find_marker
 from generator.simulator.limiter import Admission, RateLimiter, format_duration

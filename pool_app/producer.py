@@ -26,6 +26,7 @@ from pool.ebooks import (
 )
 from pool.job import InvalidJob, PageJob
 from pool.keys import Keys
+from pool.shared import error_line
 
 __all__ = [
     "TERMINAL_STATES",
@@ -106,9 +107,7 @@ def build_jobs(
         try:
             jobs.append(PageJob(page_index=index, page_title=page_title, **fields))
         except ValidationError as exc:
-            err = exc.errors(include_url=False)[0]
-            where = ".".join(str(p) for p in err["loc"]) or "job"
-            raise InvalidJob(f"{where}: {err['msg'].removeprefix('Value error, ')}") from None
+            raise InvalidJob(error_line(exc.errors(include_url=False)[0], subject="job")) from None
     return jobs
 
 

@@ -14,23 +14,24 @@ import re
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from loguru import logger
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
-from generator import GeneratorSettings, OpenAIPageGenerator
+from generator import GeneratorSettings
 from generator.simulator import add_simulator_arguments, run_simulator
 from pool.clock import now_ms
 from pool.config import ConfigError, PoolSettings, load_settings, mask_url
-from pool.connections import command_redis, pool_redis
+from pool.connections import command_redis
 from pool.deadletters import FailedEntry
 from pool.job import InvalidJob, job_schema
 from pool.keys import Keys
 from pool.logs import configure_logging
 from pool.outage import RedisConfigError
-from pool.producer import (
+from pool.store import Store
+from pool_app.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from pool_app.producer import (
     EbookExists,
     EbookState,
     build_jobs,
@@ -40,8 +41,8 @@ from pool.producer import (
     read_pages,
     read_status,
 )
-from pool.progress import ProgressBar, wait_for_ebook
-from pool.reports import (
+from pool_app.progress import ProgressBar, wait_for_ebook
+from pool_app.reports import (
     failed_data,
     format_failed,
     format_pools_report,
@@ -49,16 +50,11 @@ from pool.reports import (
     pools_report_data,
     status_data,
 )
-from pool.store import Store
-from pool.worker import Pool
+from pool_app.wiring import build_generator, build_pool, describe_generator, secrets_of
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
 PROG = "ebook-pool"
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 _UNREACHABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
 _OUTLINE_MARKER = re.compile(r"^(#{1,6}|[-*+]|\d+[.)])\s+")
@@ -212,9 +208,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 async def _run_pool(settings: PoolSettings, gen_settings: GeneratorSettings) -> int:
     generator = build_generator(gen_settings, workers=settings.concurrent_workers)
-    redis = pool_redis(settings)
+    redis, pool = build_pool(settings, generator)
     try:
-        pool = Pool(redis=redis, generator=generator, settings=settings)
         logger.info(f"[Worker Pool] Generator: {describe_generator(gen_settings)}")
         await pool.run(install_signal_handlers=True)
     except RedisConfigError as exc:
@@ -228,66 +223,11 @@ async def _run_pool(settings: PoolSettings, gen_settings: GeneratorSettings) -> 
     return EXIT_OK
 
 
-def build_generator(
-    settings: GeneratorSettings,
-    *,
-    workers: int,
-    base_url: str | None = None,
-    api_key: str | None = None,
-) -> OpenAIPageGenerator:
-    """The OpenAI page generator from settings.
-
-    A server given by OPENAI_BASE_URL (or `base_url`) may need no key: a placeholder is sent.
-
-    Args:
-        workers: CONCURRENT_WORKERS; the HTTP connection pool gets one connection per worker.
-
-    Raises:
-        ConfigError: no key and no base URL, or a bad prompt template.
-    """
-    if api_key is None and settings.openai_api_key is None:
-        if base_url is None and settings.openai_base_url is None:
-            raise ConfigError("OPENAI_API_KEY: not set")
-        api_key = "no-key"
-    return OpenAIPageGenerator.from_settings(
-        settings, api_key=api_key, base_url=base_url, max_connections=workers
-    )
-
-
-def describe_generator(settings: GeneratorSettings, *, base_url: str | None = None) -> str:
-    """Model, API and key of the generator for the start-up log line, the key masked."""
-    url = base_url or settings.openai_base_url
-    key = "set (***)" if settings.openai_api_key is not None else "not set"
-    return (
-        f"model={settings.openai_model}, "
-        f"base URL={mask_url(url) if url else 'OpenAI (default)'}, API key {key}, "
-        f"max tokens={settings.openai_max_tokens}, temperature={settings.openai_temperature}"
-    )
-
-
-def secrets_of(settings: PoolSettings, gen_settings: GeneratorSettings | None) -> list[str]:
-    """The values the logs must never show: API key and URL passwords."""
-    values = [_password(settings.redis_url)]
-    if gen_settings is not None:
-        if gen_settings.openai_api_key is not None:
-            values.append(gen_settings.openai_api_key.get_secret_value())
-        if gen_settings.openai_base_url is not None:
-            values.append(_password(gen_settings.openai_base_url))
-    return [v for v in values if v]
-
-
-def _password(url: str) -> str | None:
-    try:
-        return urlsplit(url).password
-    except ValueError:
-        return None
-
-
 # --- demo, simulator, schema ------------------------------------------------------------------
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from pool.demo import run_demo  # the demo pulls in fakeredis; only load it when asked
+    from pool_app.demo import run_demo  # the demo pulls in fakeredis; only load it when asked
 
     return run_demo(out_dir=args.out)
 

@@ -32,20 +32,16 @@ from redis.asyncio import Redis
 
 from generator import GeneratorSettings
 from generator.simulator import Simulator, SimulatorConfig
-from pool.cli import (
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    build_generator,
-    describe_generator,
-    secrets_of,
-)
 from pool.config import PoolSettings, load_settings, mask_url
 from pool.connections import pool_redis
 from pool.generation import PageGenerator
 from pool.keys import Keys
 from pool.logs import configure_logging
-from pool.producer import (
+from pool.stats import format_stats
+from pool.store import Store
+from pool.worker import Pool
+from pool_app.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from pool_app.producer import (
     TERMINAL_STATES,
     EbookState,
     build_jobs,
@@ -54,10 +50,8 @@ from pool.producer import (
     read_errors,
     read_pages,
 )
-from pool.progress import BarAwareStream, ProgressBar, wait_for_ebook
-from pool.stats import format_stats
-from pool.store import Store
-from pool.worker import Pool
+from pool_app.progress import BarAwareStream, ProgressBar, wait_for_ebook
+from pool_app.wiring import build_generator, describe_generator, secrets_of
 
 __all__ = ["SAMPLE_OUTLINE", "SAMPLE_TITLE", "SAMPLE_TOPIC", "render_markdown", "run_demo"]
 

@@ -119,6 +119,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=_cmd_demo)
 
+    _add_enqueue(sub)
+
+    p = sub.add_parser("status", help="Show one ebook's progress and pages.")
+    p.add_argument("ebook_id", metavar="EBOOK_ID")
+    p.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
+    p.set_defaults(handler=_cmd_status)
+
+    p = sub.add_parser("stats", help="Show the queue and the live pool processes.")
+    p.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
+    p.set_defaults(handler=_cmd_stats)
+
+    p = sub.add_parser("failed", help="List, retry or purge failed jobs (the dead letters).")
+    _add_failed_actions(p)
+
+    p = sub.add_parser("schema", help="Print the JSON Schema of a page job (the wire contract).")
+    p.set_defaults(handler=_cmd_schema)
+
+    p = sub.add_parser(
+        "simulate-llm",
+        help="Serve a fake OpenAI-compatible API (see docs/simulator.md).",
+        description="An OpenAI-compatible API that writes fake pages, with rate limits and faults.",
+    )
+    add_simulator_arguments(p)
+    p.set_defaults(handler=_cmd_simulate)
+    return parser
+
+
+def _add_enqueue(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("enqueue", help="Queue every page of one ebook; prints the ebook id.")
     p.add_argument("--title", required=True, help="Title of the ebook.")
     p.add_argument("--topic", help="What the book is about (a sentence or a paragraph).")
@@ -146,16 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=_cmd_enqueue)
 
-    p = sub.add_parser("status", help="Show one ebook's progress and pages.")
-    p.add_argument("ebook_id", metavar="EBOOK_ID")
-    p.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
-    p.set_defaults(handler=_cmd_status)
 
-    p = sub.add_parser("stats", help="Show the queue and the live pool processes.")
-    p.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
-    p.set_defaults(handler=_cmd_stats)
-
-    p = sub.add_parser("failed", help="List, retry or purge failed jobs (the dead letters).")
+def _add_failed_actions(p: argparse.ArgumentParser) -> None:
     failed_sub = p.add_subparsers(title="actions", metavar="ACTION", required=True)
     f = failed_sub.add_parser("list", help="Show failed jobs, newest first.")
     f.add_argument("--ebook", metavar="ID", help="Only the jobs of this ebook.")
@@ -173,18 +193,6 @@ def build_parser() -> argparse.ArgumentParser:
         if action == "purge":
             f.add_argument("--yes", action="store_true", help="Do not ask for confirmation.")
         f.set_defaults(handler=handler)
-
-    p = sub.add_parser("schema", help="Print the JSON Schema of a page job (the wire contract).")
-    p.set_defaults(handler=_cmd_schema)
-
-    p = sub.add_parser(
-        "simulate-llm",
-        help="Serve a fake OpenAI-compatible API (see docs/simulator.md).",
-        description="An OpenAI-compatible API that writes fake pages, with rate limits and faults.",
-    )
-    add_simulator_arguments(p)
-    p.set_defaults(handler=_cmd_simulate)
-    return parser
 
 
 # --- run ------------------------------------------------------------------------------------

@@ -355,7 +355,8 @@ class JobRun:
         runner, raw = self.runner, self.raw
         timeout_s = runner.ctx.settings.generation_timeout_s
         try:
-            await runner.before_request(self.job, self.attempt)
+            if runner.before_request is not no_pacing:  # skip a no-op await on the hot path
+                await runner.before_request(self.job, self.attempt)
             async with asyncio.timeout(timeout_s + 1.0):
                 page = await runner.generator.generate(self.job, timeout_s=timeout_s)
         except asyncio.CancelledError:

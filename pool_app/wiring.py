@@ -3,16 +3,19 @@ the pool. `ebook-pool run`, the demo and the bench use it, so each runs what pro
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 
-from generator import GeneratorSettings, OpenAIPageGenerator
 from pool.config import PoolSettings
 from pool.connections import pool_redis
 from pool.generation import PageGenerator
 from pool.shared import ConfigError, mask_url
 from pool.worker import Pool
+
+if TYPE_CHECKING:  # the generator (and the openai SDK) is imported only when one is built
+    from generator import GeneratorSettings, OpenAIPageGenerator
 
 __all__ = ["build_generator", "build_pool", "describe_generator", "secrets_of"]
 
@@ -43,6 +46,8 @@ def build_generator(
     Raises:
         ConfigError: no key and no base URL, or a bad prompt template.
     """
+    from generator import OpenAIPageGenerator
+
     if api_key is None and settings.openai_api_key is None:
         if base_url is None and settings.openai_base_url is None:
             raise ConfigError("OPENAI_API_KEY: not set")

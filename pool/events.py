@@ -63,11 +63,22 @@ class PoolEvents:
         """Call `subscriber` with every event from now on."""
         self._subscribers.append(subscriber)
 
-    def emit(self, kind: EventKind, **fields: object) -> None:
+    def emit(
+        self,
+        kind: EventKind,
+        raw: bytes | None = None,
+        *,
+        worker: int | None = None,
+        attempt: int | None = None,
+        duration_s: float | None = None,
+        wait_s: float | None = None,
+        reason: str | None = None,
+    ) -> None:
         """Tell every subscriber; a subscriber that raises is logged and the others still run."""
         if not self._subscribers:
             return
-        event = PoolEvent(kind, **fields)  # type: ignore[arg-type]  # checked by the NamedTuple
+        # Positional: several events are made per page, and this is the cheapest way.
+        event = PoolEvent(kind, raw, worker, attempt, duration_s, wait_s, reason)
         for subscriber in self._subscribers:
             try:
                 subscriber(event)

@@ -50,7 +50,13 @@ from pool_app.reports import (
     pools_report_data,
     status_data,
 )
-from pool_app.wiring import build_generator, build_pool, describe_generator, secrets_of
+from pool_app.wiring import (
+    build_generator,
+    build_pool,
+    check_credentials,
+    describe_generator,
+    secrets_of,
+)
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
@@ -201,11 +207,7 @@ def _add_failed_actions(p: argparse.ArgumentParser) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     settings = load_settings(PoolSettings)
     gen_settings = load_settings(GeneratorSettings)
-    if gen_settings.openai_api_key is None and gen_settings.openai_base_url is None:
-        raise ConfigError(
-            "OPENAI_API_KEY: not set (set it, or OPENAI_BASE_URL for a server that needs no "
-            "key; `ebook-pool demo` runs without either)"
-        )
+    check_credentials(gen_settings)
     configure_logging(
         fmt=settings.log_format,
         level=settings.log_level,

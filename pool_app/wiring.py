@@ -17,7 +17,13 @@ from pool.worker import Pool
 if TYPE_CHECKING:  # the generator (and the openai SDK) is imported only when one is built
     from generator import GeneratorSettings, OpenAIPageGenerator
 
-__all__ = ["build_generator", "build_pool", "describe_generator", "secrets_of"]
+__all__ = [
+    "build_generator",
+    "build_pool",
+    "check_credentials",
+    "describe_generator",
+    "secrets_of",
+]
 
 
 def build_pool(settings: PoolSettings, generator: PageGenerator) -> tuple[Redis, Pool]:
@@ -48,13 +54,28 @@ def build_generator(
     """
     from generator import OpenAIPageGenerator
 
+    check_credentials(settings, base_url=base_url, api_key=api_key)
     if api_key is None and settings.openai_api_key is None:
-        if base_url is None and settings.openai_base_url is None:
-            raise ConfigError("OPENAI_API_KEY: not set")
         api_key = "no-key"
     return OpenAIPageGenerator.from_settings(
         settings, api_key=api_key, base_url=base_url, max_connections=workers
     )
+
+
+def check_credentials(
+    settings: GeneratorSettings, *, base_url: str | None = None, api_key: str | None = None
+) -> None:
+    """The one check that the generator can authenticate: a key, or a server that needs none.
+
+    Raises:
+        ConfigError: neither an API key nor a base URL.
+    """
+    has_key = api_key is not None or settings.openai_api_key is not None
+    if not has_key and base_url is None and settings.openai_base_url is None:
+        raise ConfigError(
+            "OPENAI_API_KEY: not set (set it, or OPENAI_BASE_URL for a server that needs no "
+            "key; `ebook-pool demo` runs without either)"
+        )
 
 
 def describe_generator(settings: GeneratorSettings, *, base_url: str | None = None) -> str:

@@ -36,7 +36,6 @@ from generator.config import GeneratorSettings
 from generator.errors import MALFORMED, classify_error
 from generator.prompts import DEFAULT_PROMPTS, PromptTemplates, build_prompt, load_prompts
 from generator.ratelimits import rate_limit_headers
-from pool.config import ConfigError
 from pool.generation import (
     GeneratedPage,
     GenerationError,
@@ -45,6 +44,7 @@ from pool.generation import (
     RetryableError,
 )
 from pool.job import PageJob
+from pool.shared import ConfigError
 
 __all__ = ["OpenAIPageGenerator"]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -26,15 +26,13 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pool.shared import ConfigError, error_message, mask_url
+
 __all__ = ["ConfigError", "PoolSettings", "is_pem", "load_settings", "mask_url"]
 
 _MS = "milliseconds"
 _PEM_MARKER = "-----BEGIN"
 _MAX_SHOWN_PATH = 256  # a longer REDIS_CA_CERT is not echoed: it is not a path we could show
-
-
-class ConfigError(Exception):
-    """A bad environment variable; the message is one line that names it."""
 
 
 class PoolSettings(BaseSettings):
@@ -315,7 +313,7 @@ class PoolSettings(BaseSettings):
         ca = self.redis_ca_cert
         if ca is not None and is_pem(ca):
             out["REDIS_CA_CERT"] = f"<PEM, {len(ca.encode())} bytes>"
-        from pool.eventloop import running_loop_name  # it imports this module
+        from pool_app.eventloop import running_loop_name  # it imports this module
 
         running = running_loop_name()
         if running is not None:  # the loop that actually runs, e.g. 'uvloop (auto)'
@@ -349,7 +347,7 @@ def load_settings(cls: type[_S], **overrides: Any) -> _S:
         err = exc.errors(include_url=False)[0]
         loc = [str(p) for p in err["loc"]]
         name = loc[0].upper() if loc else ""
-        msg = err["msg"].removeprefix("Value error, ")
+        msg = error_message(err)
         if not name or name == "__ROOT__":
             raise ConfigError(f"invalid configuration: {msg}") from None
         raise ConfigError(f"{name}: {msg}") from None
@@ -358,18 +356,3 @@ def load_settings(cls: type[_S], **overrides: Any) -> _S:
 def is_pem(value: str) -> bool:
     """Whether a certificate setting holds PEM text rather than a path."""
     return _PEM_MARKER in value
-
-
-def mask_url(url: str) -> str:
-    """`url` with any password replaced by '***' (for logs and errors)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))

@@ -13,11 +13,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
 from pool import GeneratedPage, PoolSettings
-from pool.dashboard import dashboard_app
+from pool.deadletters import failed_entry
 from pool.keys import Keys
-from pool.producer import build_jobs, enqueue_ebook
-from pool.records import failed_entry, page_record
+from pool.records import page_record
 from pool.store import Store
+from pool_app.dashboard import dashboard_app
+from pool_app.producer import build_jobs, enqueue_ebook
 
 KEYS = Keys()
 TOKEN = "test-token-0123456789abcdef"

@@ -18,7 +18,7 @@ from loguru import logger
 from redis.asyncio import Redis
 
 from pool import JobFatalError, Pool, PoolSettings, load_settings
-from pool.health import health_app, serving
+from pool_app.health import health_app, serving
 from tests.fakes import FakeGenerator
 
 

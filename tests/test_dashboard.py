@@ -12,9 +12,9 @@ from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from pool.control import pool_paused_by_operator
-from pool.dashboard import READ_ONLY_WHY, TOKEN_HEADER
-from pool.dashboard.data import failed_id
 from pool.store import Store
+from pool_app.dashboard import READ_ONLY_WHY, TOKEN_HEADER
+from pool_app.dashboard.data import failed_id
 from tests.dashboard_helpers import (
     KEYS,
     PAGE_0,

@@ -34,7 +34,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from pool.keys import Keys
-from pool.producer import build_jobs, enqueue_ebook
+from pool_app.producer import build_jobs, enqueue_ebook
 from tests.dashboard_helpers import TOKEN
 from tests.redis_server import RedisServer, free_port
 

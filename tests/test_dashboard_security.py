@@ -12,10 +12,10 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from pool import PoolSettings, load_settings
-from pool.dashboard import TOKEN_HEADER, dashboard_app
-from pool.dashboard.data import failed_id
-from pool.dashboard.markdown import render_markdown
 from pool.store import Store
+from pool_app.dashboard import TOKEN_HEADER, dashboard_app
+from pool_app.dashboard.data import failed_id
+from pool_app.dashboard.markdown import render_markdown
 from tests.dashboard_helpers import KEYS, TOKEN, dashboard, next_event, seed
 from tests.redis_server import RedisServer, free_port
 

@@ -18,7 +18,7 @@ import pytest
 from redis.asyncio import Redis
 
 from pool import Pool
-from pool.health import health_app, serving
+from pool_app.health import health_app, serving
 from tests.dashboard_helpers import settings_for
 from tests.fakes import FakeGenerator, fast_settings
 from tests.redis_server import RedisServer, free_port
@@ -168,4 +168,4 @@ def test_the_wheel_carries_the_dashboard_files(tmp_path: Path) -> None:
         "templates/overview.html",
         "app.py",
     ):
-        assert f"pool/dashboard/{name}" in names, name
+        assert f"pool_app/dashboard/{name}" in names, name

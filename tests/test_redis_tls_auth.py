@@ -29,11 +29,11 @@ from generator import GeneratorSettings
 from generator.simulator import Simulator, SimulatorConfig
 from pool import PoolSettings
 from pool import connections as connections_module
-from pool.cli import main
 from pool.config import ConfigError, load_settings
 from pool.connections import command_redis, pool_redis, redis_options
 from pool.keys import Keys
 from pool.logs import configure_logging, reset_logging
+from pool_app.cli import main
 from tests.fakes import wait_until
 from tests.redis_server import RedisServer, TlsFiles, free_port, make_ca, make_tls_files
 

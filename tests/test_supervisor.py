@@ -19,10 +19,11 @@ from redis.asyncio import Redis
 
 from generator import GeneratorSettings
 from generator.simulator import Simulator, SimulatorConfig
-from pool import PoolSettings, eventloop
+from pool import PoolSettings
+from pool_app import eventloop
 from pool.config import ConfigError, load_settings
 from pool.keys import Keys
-from pool.supervisor import (
+from pool_app.supervisor import (
     Supervisor,
     available_cpus,
     cgroup_cpu_limit,

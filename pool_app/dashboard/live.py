@@ -17,9 +17,9 @@ from typing import Any
 from redis.asyncio import Redis
 
 from pool.clock import monotonic, now_ms
-from pool.dashboard.data import EbookList, list_ebooks, overview
 from pool.keys import Keys
 from pool.store import Store
+from pool_app.dashboard.data import EbookList, list_ebooks, overview
 
 __all__ = ["Hub"]
 

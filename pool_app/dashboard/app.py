@@ -17,7 +17,7 @@ cross-site). A cross-site form cannot set that header or content type without a 
 which this server never grants. Without a token set, the dashboard is read-only.
 
 Nothing here reads the Redis URL or an API key into a response: the data comes from
-`pool.dashboard.data`, which never touches settings.
+`pool_app.dashboard.data`, which never touches settings.
 """
 
 from __future__ import annotations
@@ -44,7 +44,11 @@ from pool.clock import iso, now_ms
 from pool.config import PoolSettings
 from pool.connections import command_redis
 from pool.control import pause_pool, read_operator_pause, resume_pool
-from pool.dashboard.data import (
+from pool.ebooks import read_errors, read_pages, read_status
+from pool.job import ID_PATTERN
+from pool.keys import Keys
+from pool.store import Store
+from pool_app.dashboard.data import (
     ebook_detail,
     ebook_row,
     export_markdown,
@@ -52,11 +56,7 @@ from pool.dashboard.data import (
     find_failed,
     overview,
 )
-from pool.dashboard.live import Hub
-from pool.job import ID_PATTERN
-from pool.keys import Keys
-from pool.producer import read_errors, read_pages, read_status
-from pool.store import Store
+from pool_app.dashboard.live import Hub
 
 __all__ = ["READ_ONLY_WHY", "TOKEN_HEADER", "add_dashboard", "dashboard_app"]
 
@@ -482,7 +482,7 @@ def _where(row: dict[str, Any]) -> str:
 
 
 def _read(name: str) -> str:
-    return resources.files("pool.dashboard").joinpath(name).read_text(encoding="utf-8")
+    return resources.files("pool_app.dashboard").joinpath(name).read_text(encoding="utf-8")
 
 
 def _load_assets() -> dict[str, tuple[str, str]]:

@@ -5,6 +5,6 @@ DASHBOARD_ENABLED is true) or alone by `ebook-pool dashboard`. Everything it loa
 this package (`static/`, `templates/`); it reads Redis only, through the pool's own functions.
 """
 
-from pool.dashboard.app import READ_ONLY_WHY, TOKEN_HEADER, add_dashboard, dashboard_app
+from pool_app.dashboard.app import READ_ONLY_WHY, TOKEN_HEADER, add_dashboard, dashboard_app
 
 __all__ = ["READ_ONLY_WHY", "TOKEN_HEADER", "add_dashboard", "dashboard_app"]

@@ -9,7 +9,7 @@ not at all otherwise. Neither endpoint shows a secret: only the pool id, the sta
   else 503 with the reason in JSON, e.g. `{"ready": false, "reason": "paused: ..."}`.
 
 With `settings` given and DASHBOARD_ENABLED true, the same server also serves the dashboard at
-`/` (see `pool.dashboard`).
+`/` (see `pool_app.dashboard`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from loguru import logger
 from redis.asyncio import Redis
 
 from pool.config import PoolSettings
-from pool.dashboard import add_dashboard
+from pool_app.dashboard import add_dashboard
 
 __all__ = ["PoolState", "health_app", "serving"]
 

@@ -16,11 +16,12 @@ from redis.asyncio import Redis
 
 from pool.clock import iso, now_ms
 from pool.control import read_operator_pause
-from pool.dashboard.markdown import render_markdown
+from pool.deadletters import FailedEntry
+from pool.ebooks import EbookStatus, read_errors, read_pages, read_status, read_statuses
 from pool.keys import Keys
-from pool.producer import EbookStatus, read_errors, read_pages, read_status, read_statuses
-from pool.reports import pools_report_data, status_data
-from pool.store import FailedEntry, Store
+from pool.store import Store
+from pool_app.dashboard.markdown import render_markdown
+from pool_app.reports import pools_report_data, status_data
 
 __all__ = [
     "FAILED_SHOWN",
@@ -219,7 +220,7 @@ async def ebook_detail(redis: Redis, keys: Keys, ebook_id: str) -> dict[str, Any
             content = page.get("content")
             content = content if isinstance(content, str) else ""
             row["content"] = content
-            row["html"] = render_markdown(content)  # escaped first: see pool.dashboard.markdown
+            row["html"] = render_markdown(content)  # escaped first: see pool_app.dashboard.markdown
     failed = [e for e in await Store(redis, keys).failed() if e.ebook_id == ebook_id]
     data["failedJobs"] = [failed_row(e) for e in failed]
     data["promptTokens"] = sum(_int(p.get("promptTokens")) for p in pages.values())

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import StrEnum
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from loguru import logger
+
+if TYPE_CHECKING:
+    from pool.job import PageJob
 
 __all__ = ["EventKind", "PoolEvent", "PoolEvents", "Subscriber"]
 
@@ -28,6 +31,9 @@ class EventKind(StrEnum):
     JOB_SUCCEEDED = "job_succeeded"  #: its page is stored
     JOB_FAILED = "job_failed"  #: it is in the failed list
     JOB_ENDED = "job_ended"  #: the worker let go of it (whatever the outcome)
+    #: One API request ended, whatever its outcome: `latency_s`, the tokens the API reported
+    #: (also for a failed request, when it said), `reason` None on success.
+    REQUEST_ENDED = "request_ended"
     POOL_PAUSED = "pool_paused"
     POOL_RESUMED = "pool_resumed"
     REDIS_DOWN = "redis_down"
@@ -48,6 +54,11 @@ class PoolEvent(NamedTuple):
     duration_s: float | None = None  #: for JOB_SUCCEEDED: claim to finished page
     wait_s: float | None = None  #: for JOB_RETRIED and JOB_RATE_LIMITED: the server's wish
     reason: str | None = None
+    job: PageJob | None = None  #: the decoded job, once it is known
+    prompt_tokens: int | None = None  #: for REQUEST_ENDED and JOB_SUCCEEDED
+    completion_tokens: int | None = None
+    latency_s: float | None = None  #: for REQUEST_ENDED: the HTTP call's wall time
+    error_type: str | None = None  #: for JOB_FAILED: the failed entry's errorType
 
 
 Subscriber = Callable[[PoolEvent], None]
@@ -73,12 +84,20 @@ class PoolEvents:
         duration_s: float | None = None,
         wait_s: float | None = None,
         reason: str | None = None,
+        job: PageJob | None = None,
+        prompt_tokens: int | None = None,
+        completion_tokens: int | None = None,
+        latency_s: float | None = None,
+        error_type: str | None = None,
     ) -> None:
         """Tell every subscriber; a subscriber that raises is logged and the others still run."""
         if not self._subscribers:
             return
         # Positional: several events are made per page, and this is the cheapest way.
-        event = PoolEvent(kind, raw, worker, attempt, duration_s, wait_s, reason)
+        event = PoolEvent(
+            kind, raw, worker, attempt, duration_s, wait_s, reason,
+            job, prompt_tokens, completion_tokens, latency_s, error_type,
+        )  # fmt: skip
         for subscriber in self._subscribers:
             try:
                 subscriber(event)

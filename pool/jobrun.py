@@ -329,7 +329,7 @@ class JobRun:
         )  # fmt: skip
         self.runner.ctx.events.emit(
             EventKind.JOB_RETRIED, raw=self.raw, worker=self.n, attempt=self.attempt,
-            wait_s=wait_s, reason=error_reason(exc),
+            wait_s=wait_s, reason=error_reason(exc), job=self.job,
         )  # fmt: skip
 
     async def _one_attempt(self) -> GeneratedPage:
@@ -353,24 +353,43 @@ class JobRun:
         GENERATION_TIMEOUT even if the generator ignores it. Closes the attempt in the ledger
         however it ends, except when cancelled (release() refunds an interrupted attempt)."""
         runner, raw = self.runner, self.raw
+        events = runner.ctx.events
         timeout_s = runner.ctx.settings.generation_timeout_s
-        try:
-            if runner.before_request is not no_pacing:  # skip a no-op await on the hot path
+        if runner.before_request is not no_pacing:  # skip a no-op await on the hot path
+            try:
                 await runner.before_request(self.job, self.attempt)
+            except Exception:  # no request was made; the attempt ends here
+                runner.ledger.ended(raw)
+                raise
+        started = monotonic()
+        try:
             async with asyncio.timeout(timeout_s + 1.0):
                 page = await runner.generator.generate(self.job, timeout_s=timeout_s)
         except asyncio.CancelledError:
             raise  # still unfinished: release() refunds this interrupted attempt
-        except TimeoutError:
-            runner.ledger.ended(raw)
-            raise TimeoutError(f"generation timed out after {timeout_s:.0f}s") from None
         except BaseException as exc:
             runner.ledger.ended(raw)
+            if isinstance(exc, TimeoutError):
+                exc = TimeoutError(f"generation timed out after {timeout_s:.0f}s")
+            usage = exc if isinstance(exc, GenerationError) else None
+            events.emit(
+                EventKind.REQUEST_ENDED, raw=raw, worker=self.n, attempt=self.attempt,
+                reason=error_reason(exc), job=self.job, latency_s=monotonic() - started,
+                prompt_tokens=usage.prompt_tokens if usage else None,
+                completion_tokens=usage.completion_tokens if usage else None,
+            )  # fmt: skip
             if isinstance(exc, GenerationError) and exc.status == _RATE_LIMITED:
-                runner.ctx.events.emit(
+                events.emit(
                     EventKind.JOB_RATE_LIMITED, raw=raw, worker=self.n, attempt=self.attempt,
-                    wait_s=exc.retry_after_s, reason=exc.reason,
+                    wait_s=exc.retry_after_s, reason=exc.reason, job=self.job,
                 )  # fmt: skip
+            if isinstance(exc, TimeoutError):
+                raise exc from None
             raise
         runner.ledger.ended(raw)
+        events.emit(
+            EventKind.REQUEST_ENDED, raw=raw, worker=self.n, attempt=self.attempt, job=self.job,
+            latency_s=monotonic() - started, prompt_tokens=page.prompt_tokens,
+            completion_tokens=page.completion_tokens,
+        )  # fmt: skip
         return page

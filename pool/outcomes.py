@@ -111,7 +111,7 @@ class OutcomeWriter:
             return
         ctx.events.emit(
             EventKind.JOB_SUCCEEDED, raw=w.raw, worker=w.n, attempt=w.attempts,
-            duration_s=w.duration_s,
+            duration_s=w.duration_s, job=job, completion_tokens=w.tokens,
         )  # fmt: skip
         log.info(
             "[Worker-{}] Completed job: EbookID={}, PageIndex={} in {:.1f}s ({} tokens, attempt {})",
@@ -155,7 +155,10 @@ class OutcomeWriter:
             logger.error(f"[Worker Pool] Could not update an ebook's status: {error_reason(exc)}")
             written = await self._shielded(write(False))
         if written:
-            ctx.events.emit(EventKind.JOB_FAILED, raw=raw, attempt=attempts, reason=reason)
+            ctx.events.emit(
+                EventKind.JOB_FAILED, raw=raw, attempt=attempts, reason=reason, job=job,
+                error_type=kind,
+            )  # fmt: skip
 
     async def give_back(self, raw: bytes, *, refund: bool) -> None:
         """Return a claimed job to the queue, without waiting out an outage."""

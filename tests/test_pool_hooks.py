@@ -53,8 +53,10 @@ async def test_events_reach_subscribers_and_a_failing_one_is_harmless(redis: Red
     assert kinds == [
         EventKind.JOB_CLAIMED,
         EventKind.JOB_STARTED,
+        EventKind.REQUEST_ENDED,  # the 429
         EventKind.JOB_RATE_LIMITED,
         EventKind.JOB_RETRIED,
+        EventKind.REQUEST_ENDED,  # the page
         EventKind.JOB_ENDED,
         EventKind.JOB_SUCCEEDED,
     ]

@@ -183,7 +183,7 @@ class RedisGuard:
             logger.error(f"[Worker Pool] Redis unavailable: {reason}; retrying with backoff")
             for callback in self.on_down:
                 callback()
-        elif now - self._said_at >= _REPEAT_EVERY_S or reason != self._reason:
+        elif now - self._said_at >= _REPEAT_EVERY_S:
             self._said_at = now
             self._reason = reason
             logger.error(

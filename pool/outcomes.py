@@ -104,6 +104,8 @@ class OutcomeWriter:
             worker=w.n, ebook_id=job.ebook_id, page_index=job.page_index, job_id=job.id
         )
         if new is None:
+            if ctx.data_lost is not None:  # say what happened (once) before the first drop
+                await ctx.data_lost(w.epoch)
             log.warning(
                 "[Worker-{}] Dropped EbookID={}, PageIndex={}: Redis lost its data while it ran",
                 w.n, job.ebook_id, job.page_index,

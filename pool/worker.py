@@ -87,7 +87,10 @@ class Pool:
         self._handoff: asyncio.Queue[Claimed | None] = asyncio.Queue()
         self._ledger = AttemptLedger()
         self._pauser = Pauser(ctx, generator=generator)
-        self._liveness = Liveness(ctx, ledger=self._ledger, snapshot=self._snapshot)
+        self._liveness = Liveness(
+            ctx, ledger=self._ledger, snapshot=self._snapshot, pauser=self._pauser
+        )
+        ctx.data_lost = self._liveness.data_lost
         self._outcomes = OutcomeWriter(ctx, on_refused=self._crashed)
         self._runner = JobRunner(
             ctx,

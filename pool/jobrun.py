@@ -387,9 +387,10 @@ class JobRun:
                 raise exc from None
             raise
         runner.ledger.ended(raw)
-        events.emit(
-            EventKind.REQUEST_ENDED, raw=raw, worker=self.n, attempt=self.attempt, job=self.job,
-            latency_s=monotonic() - started, prompt_tokens=page.prompt_tokens,
-            completion_tokens=page.completion_tokens,
-        )  # fmt: skip
+        if events.wants(EventKind.REQUEST_ENDED):
+            events.emit(
+                EventKind.REQUEST_ENDED, raw=raw, worker=self.n, attempt=self.attempt,
+                job=self.job, latency_s=monotonic() - started, prompt_tokens=page.prompt_tokens,
+                completion_tokens=page.completion_tokens,
+            )  # fmt: skip
         return page

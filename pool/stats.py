@@ -43,6 +43,14 @@ class Stats:
     def processed(self) -> int:
         return self.success + self.failed
 
+    #: The events `on_event` counts (subscribe it to these only).
+    KINDS = (
+        EventKind.JOB_STARTED,
+        EventKind.JOB_ENDED,
+        EventKind.JOB_SUCCEEDED,
+        EventKind.JOB_FAILED,
+    )
+
     def on_event(self, event: PoolEvent) -> None:
         """Count what the pool's events say (see `pool.events`)."""
         kind = event.kind

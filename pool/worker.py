@@ -76,7 +76,7 @@ class Pool:
         self.id = pool_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.events = events or PoolEvents()
         self.stats = Stats()
-        self.events.subscribe(self.stats.on_event)
+        self.events.subscribe(self.stats.on_event, Stats.KINDS)
         ctx = self._ctx = PoolContext(
             pool_id=self.id, settings=settings, store=self.store, events=self.events
         )

@@ -235,6 +235,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         fmt=settings.log_format,
         level=settings.log_level,
         secrets=secrets_of(settings, gen_settings),
+        page_lines_per_s=settings.log_page_lines_per_s,
     )
     loop = eventloop.resolve_event_loop(settings.event_loop)  # EVENT_LOOP=uvloop without it: 2
     processes = resolve_processes(settings.processes)

@@ -279,6 +279,7 @@ def _log_to(settings: PoolSettings, gen_settings: GeneratorSettings, stream: Any
         level=settings.log_level,
         stream=stream,
         secrets=secrets_of(settings, gen_settings),
+        page_lines_per_s=settings.log_page_lines_per_s,
     )
 
 

@@ -297,7 +297,7 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from pool_app.demo import run_demo  # the demo pulls in fakeredis; only load it when asked
+    from pool_app.demo import run_demo  # the demo's parts (simulator, producer): only when asked
 
     return run_demo(out_dir=args.out)
 

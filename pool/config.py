@@ -168,6 +168,14 @@ class PoolSettings(BaseSettings):
         le=10_000,
         description="Most recent ebooks the dashboard lists (found by SCAN).",
     )
+    # Log volume (issue 14): per-page lines past this rate are held back, with a summary line.
+    log_page_lines_per_s: int = Field(
+        default=50,
+        ge=0,
+        le=1_000_000,
+        description="Most per-page lines (Processing/Completed job) written a second at INFO; "
+        "the rest are held back (DEBUG if LOG_LEVEL=DEBUG) and counted in a summary line.",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 from loguru import logger
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
@@ -35,6 +37,9 @@ from pool.records import page_record
 from pool.retry import is_retryable, wait_policy
 from pool.runtime import PoolContext, Stopping, error_reason
 from pool.store import EpochChanged
+
+if TYPE_CHECKING:
+    from loguru import Logger
 
 __all__ = ["BeforeRequest", "JobRun", "JobRunner", "no_pacing"]
 
@@ -116,7 +121,10 @@ class JobRunner:
                 raw, None, reason=f"invalid job: {exc}", kind="invalid", attempts=0,
                 epoch=epoch, ids=exc.ids,
             )  # fmt: skip
-            logger.warning("[Worker-{}] Invalid job sent to the failed list: {}", n, exc)
+            ids = {k: v for k, v in asdict(exc.ids).items() if v is not None}
+            logger.bind(worker=n, **ids).warning(
+                "[Worker-{}] Invalid job sent to the failed list: {}", n, exc
+            )
             return
         if self.pauser.paused:  # claimed just before the pause: hand it back untouched
             await self.outcomes.give_back(raw, refund=self.ledger.ended(raw))
@@ -240,23 +248,29 @@ class JobRun:
                 "(the process running it died or was stopped each time)"
             )
             await self._fail(reason, "exhausted", exc.attempts)
-            log.error("[Worker-{}] Failed job: {}: {}", n, self.where, reason)
+            self._failed_log(exc.attempts, "exhausted").error(
+                "[Worker-{}] Failed job: {}: {}", n, self.where, reason
+            )
         except PoolFatalError as exc:
             await outcomes.give_back(raw, refund=True)  # not the job's fault
             self.runner.pauser.pause(exc)
         except JobFatalError as exc:
             await self._fail(error_reason(exc), "fatal", self.attempt)
-            log.error(
+            self._failed_log(self.attempt, "fatal").error(
                 "[Worker-{}] Failed job: {} (not retryable): {}", n, self.where, error_reason(exc)
             )
         except Exception as exc:
             await self._fail(error_reason(exc), "exhausted", self.attempt)
-            log.error(
+            self._failed_log(self.attempt, "exhausted").error(
                 "[Worker-{}] Failed job: {} after {} attempts: {}",
                 n, self.where, self.attempt, error_reason(exc),
             )  # fmt: skip
         else:
             self._store(page)
+
+    def _failed_log(self, attempts: int, kind: FailureKind) -> Logger:
+        """The job's logger with the numbers of a `Failed job` line as fields."""
+        return self.log.bind(attempts=attempts, max_attempts=self.max_attempts, failure=kind)
 
     async def _fail(self, reason: str, kind: FailureKind, attempts: int) -> None:
         await self.runner.outcomes.fail(
@@ -323,7 +337,9 @@ class JobRun:
     def _before_sleep(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         wait_s = state.upcoming_sleep
-        self.log.warning(
+        self.log.bind(
+            attempt=self.attempt, max_attempts=self.max_attempts, retry_in_s=round(wait_s, 3)
+        ).warning(
             "[Worker-{}] Attempt {}/{} failed for {}: {}; retrying in {:.2f}s",
             self.n, self.attempt, self.max_attempts, self.where, error_reason(exc), wait_s,
         )  # fmt: skip
@@ -342,7 +358,7 @@ class JobRun:
         if self.attempt > self.max_attempts:
             runner.ledger.ended(raw)
             raise _OutOfAttempts(self.attempt - 1)
-        self.log.info(
+        self.log.bind(page_line=True, attempt=self.attempt, max_attempts=self.max_attempts).info(
             "[Worker-{}] Processing job: EbookID={}, PageIndex={} (Attempt {}/{})",
             self.n, self.job.ebook_id, self.job.page_index, self.attempt, self.max_attempts,
         )  # fmt: skip

@@ -108,7 +108,7 @@ class Liveness:
         ctx = self._ctx
         reaped = await ctx.store.reap(exclude=ctx.id, min_uptime_s=ctx.settings.heartbeat_timeout_s)
         for pool_id, n in reaped.items():
-            logger.warning(
+            logger.bind(dead_pool_id=pool_id, jobs=n).warning(
                 f"[Worker Pool] Pool {pool_id} stopped sending heartbeats; "
                 f"returned its {n} unfinished jobs to the queue."
             )

@@ -115,7 +115,9 @@ class OutcomeWriter:
             EventKind.JOB_SUCCEEDED, raw=w.raw, worker=w.n, attempt=w.attempts,
             duration_s=w.duration_s, job=job, completion_tokens=w.tokens,
         )  # fmt: skip
-        log.info(
+        log.bind(
+            page_line=True, duration_s=round(w.duration_s, 3), tokens=w.tokens, attempt=w.attempts
+        ).info(
             "[Worker-{}] Completed job: EbookID={}, PageIndex={} in {:.1f}s ({} tokens, attempt {})",
             w.n, job.ebook_id, job.page_index, w.duration_s, w.tokens, w.attempts,
         )  # fmt: skip

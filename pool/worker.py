@@ -32,10 +32,11 @@ from pool.generation import PageGenerator
 from pool.jobrun import BeforeRequest, JobRunner, no_pacing
 from pool.keys import Keys
 from pool.liveness import Liveness, Pauser
+from pool.logs import flush_page_lines
 from pool.outage import RedisGuard, wait_reason
 from pool.outcomes import OutcomeWriter
 from pool.runtime import PoolContext, Stopping, cancel_all
-from pool.stats import Stats, format_stats
+from pool.stats import Stats, format_stats, stats_fields
 from pool.store import Store
 
 __all__ = ["Pool"]
@@ -205,7 +206,8 @@ class Pool:
         else:
             if n:
                 logger.info(f"[Worker Pool] Gave {n} unfinished jobs back to the queue.")
-        logger.info(f"[Worker Pool] Stopped. {self._stats_line(await self._queue_depth())}")
+        flush_page_lines()  # the count of per-page lines held back, before the last [Stats]
+        self._log_stats(await self._queue_depth(), prefix="[Worker Pool] Stopped. ")
 
     # --- workers ----------------------------------------------------------------------------
 
@@ -256,7 +258,7 @@ class Pool:
     async def _stats_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.stats_interval_s)
-            logger.info(self._stats_line(await self._queue_depth()))
+            self._log_stats(await self._queue_depth())
 
     async def _queue_depth(self) -> int | None:
         try:
@@ -266,9 +268,14 @@ class Pool:
                 raise
             return None
 
-    def _stats_line(self, depth: int | None) -> str:
-        line = format_stats(self.stats.snapshot(), queue_depth=depth)
-        return f"{line} | PAUSED: {self.pause_reason}" if self.paused else line
+    def _log_stats(self, depth: int | None, *, prefix: str = "") -> None:
+        """The `[Stats]` line; in JSON its numbers are fields too."""
+        snap = self.stats.snapshot()
+        line = format_stats(snap, queue_depth=depth)
+        if self.paused:
+            line = f"{line} | PAUSED: {self.pause_reason}"
+        fields = stats_fields(snap, queue_depth=depth)
+        logger.bind(**fields, paused=self.paused).info(prefix + line)
 
     def _snapshot(self) -> dict[str, Any]:
         snap = self.stats.snapshot()

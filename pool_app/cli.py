@@ -235,6 +235,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         fmt=settings.log_format,
         level=settings.log_level,
         secrets=secrets_of(settings, gen_settings),
+        page_lines_per_s=settings.log_page_lines_per_s,
     )
     loop = eventloop.resolve_event_loop(settings.event_loop)  # EVENT_LOOP=uvloop without it: 2
     processes = resolve_processes(settings.processes)
@@ -296,7 +297,7 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from pool_app.demo import run_demo  # the demo pulls in fakeredis; only load it when asked
+    from pool_app.demo import run_demo  # the demo's parts (simulator, producer): only when asked
 
     return run_demo(out_dir=args.out)
 

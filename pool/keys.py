@@ -67,3 +67,20 @@ class Keys:
     def page_errors(self, ebook_id: str) -> str:
         """Hash page index → reason, for the pages of one ebook that failed for good."""
         return f"{self.prefix}:ebook:{ebook_id}:errors"
+
+    @property
+    def rate_budgets(self) -> str:
+        """Set of the ids of the API budgets (API, key fingerprint, model) paced so far."""
+        return f"{self.prefix}:ratelimit:budgets"
+
+    def rate_budget(self, budget_id: str) -> str:
+        """Hash: one API budget's shared pacing state, learned limits and cool-down."""
+        return f"{self.prefix}:ratelimit:{budget_id}"
+
+    def rate_use(self, budget_id: str) -> str:
+        """Hash: requests, tokens and refusals of one budget per second, a 60-slot ring."""
+        return f"{self.prefix}:ratelimit:{budget_id}:use"
+
+    def rate_scout(self, budget_id: str) -> str:
+        """String (expiring): the one request in flight while a budget's limits are unknown."""
+        return f"{self.prefix}:ratelimit:{budget_id}:scout"

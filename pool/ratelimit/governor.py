@@ -180,7 +180,7 @@ class Permit:
         if self._sent_at is not None:
             budget.concurrency.answered(now - self._sent_at)
         correction = 0
-        if not self.scout and (prompt_tokens > 0 or completion_tokens > 0):
+        if prompt_tokens > 0 or completion_tokens > 0:
             if prompt_tokens > 0:
                 budget.calibrate(self.cost.prompt_tokens, prompt_tokens)
                 correction += prompt_tokens - self.reserved_prompt
@@ -245,7 +245,7 @@ class Permit:
         await self._governor._quietly(
             "release",
             budget.shared.release(
-                self.reserved_tokens, refund=not self.scout, scout_token=self._scout_token
+                self.reserved_tokens, refund=True, scout_token=self._scout_token
             ),
         )
 

@@ -6,7 +6,8 @@
 -- ARGV[11] key fingerprint  ARGV[12] ttl of the state, ms
 -- Returns {kind, delay_ms, go_ms, rpm, tpm, now_ms}, kind one of:
 --   go         reserved: send at go_ms (after delay_ms)
---   scout      limits unknown: this request goes alone to learn them from the answer
+--   scout      reserved like go, but a limit is unknown: this request goes alone, to learn
+--              the limits from its answer (the others get 'learning' until it ends)
 --   learning   another request is scouting: ask again after delay_ms
 --   cooldown   the API refused recently: ask again after delay_ms
 --   too_large  the request needs more tokens than the tokens-per-minute limit
@@ -35,16 +36,6 @@ end
 if tpm > 0 and tokens > tpm then
   return {'too_large', '0', '', rpm, tpm, f(now)}
 end
-if (rpm == 0 or tpm == 0) and num(s[3], 0) <= now then
-  if redis.call('SET', KEYS[3], ARGV[6], 'NX', 'PX', ARGV[7]) then
-    redis.call('HINCRBY', state, 'grants', 1)
-    note_use(KEYS[2], now, 1, tokens, 0)
-    return {'scout', '0', f(now), rpm, tpm, f(now)}
-  end
-  local left = redis.call('PTTL', KEYS[3])
-  return {'learning', f(math.max(10, math.min(250, left))), '', rpm, tpm, f(now)}
-end
-
 local go = math.max(now, num(s[7], 0))
 local tat_r, tat_t = num(s[5], 0), num(s[6], 0)
 local per_r, per_t = 0, 0
@@ -60,9 +51,19 @@ local delay = go - now
 if delay > tonumber(ARGV[5]) then
   return {'too_long', f(delay), '', rpm, tpm, f(now)}
 end
+-- A limit is unknown (and the API has not shown it sends none): one request at a time goes,
+-- the scout, whose answer's x-ratelimit-limit-* headers teach the limits to every process.
+local kind = 'go'
+if (rpm == 0 or tpm == 0) and num(s[3], 0) <= now then
+  if not redis.call('SET', KEYS[3], ARGV[6], 'NX', 'PX', ARGV[7]) then
+    local left = redis.call('PTTL', KEYS[3])
+    return {'learning', f(math.max(10, math.min(250, left))), '', rpm, tpm, f(now)}
+  end
+  kind = 'scout'
+end
 if rpm > 0 then tat_r = math.max(tat_r, go) + per_r end
 if tpm > 0 then tat_t = math.max(tat_t, go) + tokens * per_t end
 redis.call('HSET', state, 'tat_r', f(tat_r), 'tat_t', f(tat_t), 'last_go', f(go))
 redis.call('HINCRBY', state, 'grants', 1)
 note_use(KEYS[2], now, 1, tokens, 0)
-return {'go', f(delay), f(go), rpm, tpm, f(now)}
+return {kind, f(delay), f(go), rpm, tpm, f(now)}

@@ -244,9 +244,7 @@ class Permit:
             return
         await self._governor._quietly(
             "release",
-            budget.shared.release(
-                self.reserved_tokens, refund=True, scout_token=self._scout_token
-            ),
+            budget.shared.release(self.reserved_tokens, refund=True, scout_token=self._scout_token),
         )
 
 

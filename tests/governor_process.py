@@ -28,6 +28,7 @@ async def main(base_url: str, pages: int) -> None:
     governor = Governor(redis, Keys(settings.key_prefix), settings, generator.api_identity)
     queue = list(range(pages))
     written = refusals = 0
+    sent_at: list[float] = []  # Redis time each request was allowed to go, ms
 
     async def worker() -> None:
         nonlocal written, refusals
@@ -36,6 +37,7 @@ async def main(base_url: str, pages: int) -> None:
             job = PageJob(ebook_id="two", page_index=index, total_pages=pages, title="Two")
             while True:
                 permit = await governor.acquire(generator.request_cost(job))
+                sent_at.append(permit.go_at_ms or 0.0)
                 try:
                     page = await generator.generate(job, timeout_s=10)
                 except Exception as exc:
@@ -50,7 +52,12 @@ async def main(base_url: str, pages: int) -> None:
 
     try:
         await asyncio.gather(*(worker() for _ in range(settings.concurrent_workers)))
-        report = {"written": written, "refusals": refusals, "budgets": governor.snapshot()}
+        report = {
+            "written": written,
+            "refusals": refusals,
+            "sent_at": sent_at,
+            "budgets": governor.snapshot(),
+        }
         print(json.dumps(report), flush=True)
     finally:
         await generator.aclose()

@@ -25,6 +25,7 @@ from pool.ratelimit import (
     Permit,
     RequestCost,
     RequestTooLarge,
+    describe_budget,
     read_budgets,
 )
 from tests.fakes import wait_until
@@ -475,3 +476,22 @@ def test_rate_limit_settings_from_the_environment(monkeypatch: pytest.MonkeyPatc
     assert (loaded.openai_rpm_limit, loaded.openai_tpm_limit) == (None, 60_000)
     assert loaded.rate_limit_governor is False
     assert loaded.rate_limit_max_wait_s == 2.5
+
+
+async def test_request_context_ends_the_permit_by_what_happened(redis: Redis) -> None:
+    """`async with governor.request(cost)`: a 429 inside is a refusal, a bug a failure."""
+    governor = Governor(redis, KEYS, settings(openai_rpm_limit=60_000, openai_tpm_limit=10**7), API)
+    async with governor.request(SMALL) as permit:
+        await permit.settle(90, 10, {})
+    with pytest.raises(RetryableError):
+        async with governor.request(SMALL):
+            raise RetryableError("HTTP 429", status=429, retry_after_s=0.01)
+    with pytest.raises(ValueError):
+        async with governor.request(SMALL):
+            raise ValueError("bug")
+    assert governor.concurrency(MODEL).in_flight == 0
+    [snapshot] = await read_budgets(redis, KEYS)
+    assert (snapshot["refusals_total"], snapshot["grants_total"]) == (1, 3)
+    line = describe_budget(snapshot)
+    assert line.startswith("gpt-4o-mini @ http://127.0.0.1:1/v1 (key ")
+    assert "3/60000 RPM (0.0%, set)" in line and "refused 1 in the last minute" in line

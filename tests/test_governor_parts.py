@@ -312,3 +312,12 @@ async def test_concurrency_slots_are_first_come_first_served() -> None:
     await asyncio.gather(*tasks)
     assert order == [0, 1, 2, 3, 4]
     assert (limiter.in_flight, limiter.waiting) == (0, 0)
+
+
+def test_concurrency_is_one_while_learning() -> None:
+    """While the limits are learned, one request at a time; then the usual limit again."""
+    limiter = AdaptiveConcurrency(30)
+    limiter.learning = True
+    assert limiter.limit == 1
+    limiter.learning = False
+    assert limiter.limit == 30

@@ -10,6 +10,9 @@ answer). By Little's law, rate * latency requests in flight are what it takes to
 whole budget; HEADROOM and the +1 cover the spread of latencies, so the budget, not the
 concurrency, is what binds. More workers than that would only wait in the budget's line.
 
+While the budget's limits are being learned (`learning`), one request at a time: only one
+scout goes out across all processes, so more would only ask Redis again and again.
+
 `aimd_cap` reacts to refusals the budget did not foresee (another client on the same key, a
 limit lower than it says): each refusal halves it, at most once per latency (one burst of
 refusals is one signal), and each answered request adds 1/cap (about +1 per round of `limit`
@@ -56,6 +59,7 @@ class AdaptiveConcurrency:
         self._rate: float | None = None
         self._latency: float | None = None
         self._decreased_at = -math.inf
+        self._learning = False
         self._waiters: deque[asyncio.Future[None]] = deque()
 
     # -- the limit -------------------------------------------------------------------------
@@ -63,6 +67,8 @@ class AdaptiveConcurrency:
     @property
     def limit(self) -> int:
         """How many requests may be in flight now."""
+        if self._learning:
+            return 1
         limit = min(self.ceiling, int(self._cap))
         little = self.little_target
         if little is not None:
@@ -85,6 +91,16 @@ class AdaptiveConcurrency:
     def waiting(self) -> int:
         """Callers waiting for a slot."""
         return sum(1 for w in self._waiters if not w.done())
+
+    @property
+    def learning(self) -> bool:
+        """The budget's limits are being learned: one request at a time."""
+        return self._learning
+
+    @learning.setter
+    def learning(self, value: bool) -> None:
+        self._learning = value
+        self._wake()
 
     def set_rate(self, requests_per_s: float | None) -> None:
         """The requests per second the budget allows now (None: unknown or unlimited)."""

@@ -158,6 +158,8 @@ class Permit:
             return None
         self._ended = True
         if self._budget is not None:
+            if self.scout:  # whatever the answer, the next request finds out what comes next
+                self._budget.concurrency.learning = False
             self._budget.concurrency.release()
         return self._budget
 
@@ -326,6 +328,7 @@ class Governor:
                     tokens, max_delay_s=left, scout_token=scout_token
                 )
                 budget.limits(answer.rpm, answer.tpm, tokens)
+                budget.concurrency.learning = answer.kind in ("scout", "learning")
                 if answer.kind == "too_large":
                     raise self._too_large(cost, tokens, answer.tpm or 0)
                 if answer.kind == "too_long" or answer.delay_s > left:

@@ -10,6 +10,10 @@
 
 local WINDOW_MS = 60000
 
+-- Redis < 5 replicates scripts verbatim and refuses writes after TIME; from 5 on this is the
+-- default (and a no-op from 7 on).
+if redis.replicate_commands then redis.replicate_commands() end
+
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000

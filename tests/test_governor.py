@@ -25,6 +25,7 @@ from pool.ratelimit import (
     Permit,
     RequestCost,
     RequestTooLarge,
+    budget_use,
     describe_budget,
     read_budgets,
 )
@@ -495,3 +496,4 @@ async def test_request_context_ends_the_permit_by_what_happened(redis: Redis) ->
     line = describe_budget(snapshot)
     assert line.startswith("gpt-4o-mini @ http://127.0.0.1:1/v1 (key ")
     assert "3/60000 RPM (0.0%, set)" in line and "refused 1 in the last minute" in line
+    assert budget_use([snapshot]) == "gpt-4o-mini 0.0% RPM 0.0% TPM"  # cool-down waited out

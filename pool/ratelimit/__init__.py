@@ -29,6 +29,7 @@ from pool.ratelimit.sizing import grown_max_tokens, page_max_tokens
 from pool.ratelimit.snapshot import (
     BudgetSnapshot,
     LocalBudgetSnapshot,
+    budget_use,
     describe_budget,
     read_budgets,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "RequestTooLarge",
     "Reservation",
     "SharedBudget",
+    "budget_use",
     "count_prompt_tokens",
     "count_text_tokens",
     "describe_budget",

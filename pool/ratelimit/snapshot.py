@@ -12,7 +12,13 @@ from redis.asyncio import Redis
 
 from pool.keys import Keys
 
-__all__ = ["BudgetSnapshot", "LocalBudgetSnapshot", "describe_budget", "read_budgets"]
+__all__ = [
+    "BudgetSnapshot",
+    "LocalBudgetSnapshot",
+    "budget_use",
+    "describe_budget",
+    "read_budgets",
+]
 
 Source = Literal["set", "learned", "unknown"]
 _WINDOW_S = 60
@@ -177,3 +183,14 @@ def describe_budget(b: BudgetSnapshot) -> str:
     if b["booked_s"] > 0:
         parts.append(f"booked {b['booked_s']:.1f}s ahead")
     return " | ".join(parts)
+
+
+def budget_use(budgets: list[BudgetSnapshot]) -> str:
+    """Budget use for the [Stats] line, e.g. "gpt-4o-mini 98.7% RPM 41.0% TPM" ("" if none)."""
+    parts = []
+    for b in budgets:
+        rpm = f"{b['rpm_use_pct']:.1f}% RPM" if b["rpm_use_pct"] is not None else "RPM ?"
+        tpm = f"{b['tpm_use_pct']:.1f}% TPM" if b["tpm_use_pct"] is not None else "TPM ?"
+        cooling = f" cool-down {b['cooldown_s']:.1f}s" if b["cooldown_s"] > 0 else ""
+        parts.append(f"{b['model']} {rpm} {tpm}{cooling}")
+    return ", ".join(parts)

@@ -15,7 +15,7 @@ export UV_PYTHON_PREFERENCE := only-system
 # Where `pip install --user uv` puts the uv binary.
 export PATH := $(shell python3 -c 'import site; print(site.getuserbase())' 2>/dev/null)/bin:$(PATH)
 
-.PHONY: help demo test lint env uv redis-server
+.PHONY: help demo test lint chaos env uv redis-server
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -25,6 +25,9 @@ demo: env  ## Write a sample ebook to out/<ebook-id>.md with the pool, end to en
 
 test: env redis-server  ## Run the test suite
 	uv run --locked pytest
+
+chaos: env redis-server  ## Chaos suite: kill -9, Redis and redeploy storms, payload fuzz (~10 min)
+	uv run --locked python -m bench.chaos $(CHAOS_ARGS)
 
 lint: env  ## ruff and mypy (strict)
 	uv run --locked ruff check .

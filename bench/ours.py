@@ -23,9 +23,9 @@ from redis.asyncio import Redis
 from bench.child import PAGES_PER_EBOOK, Probe, RunSpec, job_payload, main
 from bench.peers import PAGE_TEXT
 from bench.profiling import flat_summary
-from pool import GeneratedPage, Keys, PageGenerator, PageJob, Pool, PoolSettings
-from pool.connections import pool_redis
+from pool import GeneratedPage, Keys, PageGenerator, PageJob, PoolSettings
 from pool.job import decode_job
+from pool_app.wiring import build_pool
 
 KEY_PREFIX = "bench"
 
@@ -78,12 +78,11 @@ def openai_generator(base_url: str, concurrency: int) -> PageGenerator:
     `from_settings` gives it the SDK's aiohttp transport with a connection pool sized to the
     concurrency (the SDK's default keeps 1,000 connections, only 100 of them alive).
     """
-    from generator import GeneratorSettings, OpenAIPageGenerator
+    from generator import GeneratorSettings
+    from pool_app.wiring import build_generator
 
     settings = GeneratorSettings(openai_model="gpt-4o-mini")
-    return OpenAIPageGenerator.from_settings(
-        settings, api_key="sk-bench", base_url=base_url, max_connections=concurrency
-    )
+    return build_generator(settings, workers=concurrency, base_url=base_url, api_key="sk-bench")
 
 
 class OursAdapter:
@@ -112,8 +111,7 @@ class OursAdapter:
             log_level="WARNING",
         )
         # The client `ebook-pool run` builds: a blocking pool sized from CONCURRENT_WORKERS.
-        self._pool_redis = pool_redis(settings)
-        self._pool = Pool(redis=self._pool_redis, generator=generator, settings=settings)
+        self._pool_redis, self._pool = build_pool(settings, generator)
         self._profiler: Any = None
 
     def _wire(self, i: int) -> str:

@@ -5,25 +5,18 @@ The bench never touches a Redis it did not start: the shared one on 6379 is some
 
 from __future__ import annotations
 
-import shutil
-import socket
 import subprocess
-import tempfile
-import time
 from types import TracebackType
 
 import psutil
 from redis import Redis
 
+from pool_app.redis_server import RedisServer as _Launcher
+from pool_app.redis_server import redis_server_binary, stop_process
+
 __all__ = ["RedisServer", "redis_server_version", "stop_process"]
 
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+REDIS_SERVER = redis_server_binary() or "/usr/bin/redis-server"
 
 
 def redis_server_version() -> str:
@@ -35,7 +28,7 @@ def redis_server_version() -> str:
     return out.stdout.strip()
 
 
-class RedisServer:
+class RedisServer(_Launcher):
     """`with RedisServer() as server:` a fresh, empty, non-persistent redis-server.
 
     Attributes:
@@ -44,37 +37,14 @@ class RedisServer:
     """
 
     def __init__(self) -> None:
-        self.port = _free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._dir = tempfile.TemporaryDirectory(prefix="bench-redis-")
-        self._proc: subprocess.Popen[bytes] | None = None
+        # Room for 4 processes x 2,000 connections, plus the peers' pools.
+        super().__init__(extra_args=["--maxclients", "20000"])
         self.client: Redis = Redis(host="127.0.0.1", port=self.port, decode_responses=True)
 
     def __enter__(self) -> RedisServer:
-        self._proc = subprocess.Popen(
-            [
-                REDIS_SERVER,
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--save", "",
-                "--appendonly", "no",
-                "--dir", self._dir.name,
-                # Room for 4 processes x 2,000 connections, plus the peers' pools.
-                "--maxclients", "20000",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                self.client.ping()
-                break
-            except Exception:
-                if self._proc.poll() is not None or time.monotonic() > deadline:
-                    self.__exit__(None, None, None)
-                    raise RuntimeError(f"redis-server did not start on port {self.port}") from None
-                time.sleep(0.02)
+        self.start()
+        self.client.close()  # the port may have changed if the first one was taken
+        self.client = Redis(host="127.0.0.1", port=self.port, decode_responses=True)
         return self
 
     def __exit__(
@@ -84,14 +54,7 @@ class RedisServer:
         tb: TracebackType | None,
     ) -> None:
         self.client.close()
-        if self._proc is not None:
-            stop_process(self._proc)
-        self._dir.cleanup()
-
-    @property
-    def pid(self) -> int:
-        assert self._proc is not None
-        return self._proc.pid
+        super().__exit__(exc_type, exc, tb)
 
     def cpu_s(self) -> float:
         """CPU time (user + system) redis-server has used so far."""
@@ -114,15 +77,3 @@ class RedisServer:
     def socket_reads(self) -> int:
         """INFO stats total_reads_processed: socket reads, i.e. about one per round trip."""
         return int(self.client.info("stats")["total_reads_processed"])
-
-
-def stop_process(proc: subprocess.Popen[bytes], *, timeout_s: float = 10.0) -> None:
-    """SIGTERM a child we started, then SIGKILL it if it has not exited within `timeout_s`."""
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()

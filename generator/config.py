@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from pool.config import mask_url
+from pool.shared import mask_url
 
 __all__ = ["GeneratorSettings"]
 

@@ -24,6 +24,7 @@ import openai
 
 from generator.ratelimits import rate_limit_headers, retry_after_s
 from pool.generation import GenerationError, JobFatalError, PoolFatalError, RetryableError
+from pool.shared import replace_secrets
 
 __all__ = ["MALFORMED", "RateLimitedError", "classify_error", "redact"]
 
@@ -107,10 +108,7 @@ def classify_error(
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """`text` with each secret, and anything shaped like an OpenAI key, replaced by `***`."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return _KEY_SHAPED.sub(r"\1-***", text)
+    return _KEY_SHAPED.sub(r"\1-***", replace_secrets(text, secrets))
 
 
 def _from_status(

@@ -38,7 +38,6 @@ from generator.config import GeneratorSettings
 from generator.errors import MALFORMED, classify_error
 from generator.prompts import DEFAULT_PROMPTS, PromptTemplates, build_prompt, load_prompts
 from generator.ratelimits import rate_limit_headers
-from pool.config import ConfigError
 from pool.generation import (
     GeneratedPage,
     GenerationError,
@@ -51,6 +50,7 @@ from pool.ratelimit.cost import RequestCost
 from pool.ratelimit.identity import ApiIdentity
 from pool.ratelimit.sizing import grown_max_tokens, page_max_tokens
 from pool.ratelimit.tokens import count_prompt_tokens
+from pool.shared import ConfigError
 
 __all__ = ["OpenAIPageGenerator"]
 

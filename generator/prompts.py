@@ -20,8 +20,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from pool.config import ConfigError
 from pool.job import PageJob
+from pool.shared import ConfigError
 
 __all__ = [
     "DEFAULT_PROMPTS",

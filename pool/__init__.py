@@ -1,6 +1,7 @@
 """ebook-pool: a Redis-backed asyncio worker pool that writes ebook pages with an LLM."""
 
 from pool.config import ConfigError, PoolSettings, load_settings
+from pool.events import EventKind, PoolEvent, PoolEvents
 from pool.generation import (
     GeneratedPage,
     GenerationError,
@@ -10,13 +11,16 @@ from pool.generation import (
     RetryableError,
 )
 from pool.job import CONTRACT_VERSION, InvalidJob, PageJob, decode_job, job_schema
+from pool.jobrun import BeforeRequest
 from pool.keys import Keys
 from pool.store import Store
 from pool.worker import Pool
 
 __all__ = [
     "CONTRACT_VERSION",
+    "BeforeRequest",
     "ConfigError",
+    "EventKind",
     "GeneratedPage",
     "GenerationError",
     "InvalidJob",
@@ -25,6 +29,8 @@ __all__ = [
     "PageGenerator",
     "PageJob",
     "Pool",
+    "PoolEvent",
+    "PoolEvents",
     "PoolFatalError",
     "PoolSettings",
     "RetryableError",

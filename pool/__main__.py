@@ -2,6 +2,6 @@
 
 import sys
 
-from pool.cli import main
+from pool_app.cli import main
 
 sys.exit(main(sys.argv[1:] or ["run"]))

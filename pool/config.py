@@ -3,34 +3,64 @@
 The variable names and units (milliseconds) are the seed's, so an existing Railway service keeps
 its settings. Each millisecond value is converted once here and exposed as `*_s` seconds.
 A bad value raises `ConfigError` with one line naming the variable and what is allowed.
+
+Redis over TLS and with a password: `REDIS_CA_CERT` (a path or the PEM text itself),
+`REDIS_TLS_INSECURE` and `REDIS_PASSWORD` complete REDIS_URL; `pool.connections` applies them.
+Neither the password nor the PEM text is ever echoed (`describe()`, error messages).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+import ssl
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["ConfigError", "PoolSettings", "load_settings", "mask_url"]
+from pool.shared import ConfigError, error_message, mask_url
+
+__all__ = ["ConfigError", "PoolSettings", "is_pem", "load_settings", "mask_url"]
 
 _MS = "milliseconds"
-
-
-class ConfigError(Exception):
-    """A bad environment variable; the message is one line that names it."""
+_PEM_MARKER = "-----BEGIN"
+_MAX_SHOWN_PATH = 256  # a longer REDIS_CA_CERT is not echoed: it is not a path we could show
 
 
 class PoolSettings(BaseSettings):
     """Settings of the worker pool. Every field is read from the env var of the same name."""
 
-    model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+    model_config = SettingsConfigDict(
+        extra="ignore", frozen=True, populate_by_name=True, hide_input_in_errors=True
+    )
 
     redis_url: str = Field(
         default="redis://localhost:6379/0",
         validation_alias=AliasChoices("REDIS_URL", "REDIS_PUBLIC_URL"),
         description="Redis to use; REDIS_PUBLIC_URL is read when REDIS_URL is not set.",
+    )
+    redis_password: SecretStr | None = Field(
+        default=None,
+        description="Password of Redis; replaces the one in REDIS_URL, if any. Never logged.",
+    )
+    redis_ca_cert: str | None = Field(
+        default=None,
+        description=(
+            "CA certificate(s) that signed the server's, for rediss://: a path to a PEM file "
+            "or the PEM text itself."
+        ),
+    )
+    redis_tls_insecure: bool = Field(
+        default=False,
+        description="rediss:// without verifying the server's certificate (only when asked).",
     )
     key_prefix: str = Field(
         default="ebook",
@@ -113,6 +143,31 @@ class PoolSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Least severe level logged."
     )
+    processes: Annotated[int, Field(ge=1, le=1_024)] | Literal["auto"] = Field(
+        default=1,
+        description="Pool processes `run` starts under one supervisor; 'auto' = the CPUs this "
+        "process may use (cgroup quota aware); 1 = no supervisor.",
+    )
+    event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
+        default="auto",
+        description="'auto' = uvloop where it is installed, else asyncio's loop; 'asyncio' turns "
+        "uvloop off.",
+    )
+    dashboard_enabled: bool = Field(
+        default=True,
+        description="Serve the dashboard at / on the HTTP server (HTTP_PORT/PORT).",
+    )
+    dashboard_token: SecretStr | None = Field(
+        default=None,
+        min_length=16,
+        description="Token the dashboard's actions (retry, purge, pause) need; unset = read-only.",
+    )
+    dashboard_max_ebooks: int = Field(
+        default=100,
+        ge=1,
+        le=10_000,
+        description="Most recent ebooks the dashboard lists (found by SCAN).",
+    )
     openai_rpm_limit: int | None = Field(
         default=None,
         ge=1,
@@ -156,10 +211,64 @@ class PoolSettings(BaseSettings):
             for key in ("log_level", "LOG_LEVEL"):
                 if isinstance(data.get(key), str):
                     data[key] = data[key].upper()
-            for key in ("log_format", "LOG_FORMAT"):
+            lower = ("log_format", "processes", "event_loop")
+            for key in (*lower, *(name.upper() for name in lower)):
                 if isinstance(data.get(key), str):
                     data[key] = data[key].lower()
         return data
+
+    @field_validator("processes", mode="before")
+    @classmethod
+    def _processes_word(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip() != "auto" and not value.strip().isdigit():
+            raise ValueError(f"must be a whole number of processes or 'auto' (got {value!r})")
+        return value
+
+    @field_validator("redis_password", "redis_ca_cert", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        """An empty variable (common on hosting dashboards) means not set."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("redis_ca_cert")
+    @classmethod
+    def _check_ca(cls, value: str | None) -> str | None:
+        """A readable PEM file or PEM text that parses; PEM text comes back normalised."""
+        if value is None:
+            return None
+        if is_pem(value):
+            pem = value.strip()
+            if "\n" not in pem and "\\n" in pem:  # pasted with escaped newlines
+                pem = pem.replace("\\n", "\n")
+            try:
+                ssl.create_default_context().load_verify_locations(cadata=pem)
+            except (ssl.SSLError, ValueError):
+                raise ValueError(
+                    f"PEM text ({len(pem.encode())} bytes) holds no certificate that can be parsed"
+                ) from None
+            return pem
+        shown = value if len(value) <= _MAX_SHOWN_PATH and "\n" not in value else "the value"
+        path = Path(value).expanduser()
+        try:
+            is_file = path.is_file()
+        except OSError:  # e.g. a name too long for a path: not a file either
+            is_file = False
+        if not is_file:
+            raise ValueError(
+                f"{shown} is not a file (give the path of a PEM file or the PEM text itself, "
+                f"which starts with {_PEM_MARKER})"
+            )
+        try:
+            ssl.create_default_context().load_verify_locations(cafile=str(path))
+        except ssl.SSLError:
+            raise ValueError(f"{shown} holds no certificate that can be parsed") from None
+        except OSError as exc:
+            raise ValueError(
+                f"{shown} cannot be read ({exc.strerror or type(exc).__name__})"
+            ) from None
+        return str(path)
 
     @model_validator(mode="before")
     @classmethod
@@ -187,6 +296,16 @@ class PoolSettings(BaseSettings):
             raise ValueError(
                 f"REDIS_URL must start with redis://, rediss:// or unix:// (got {scheme or 'no'} scheme)"
             )
+        if scheme != "rediss":
+            for name, value in (
+                ("REDIS_CA_CERT", self.redis_ca_cert is not None),
+                ("REDIS_TLS_INSECURE", self.redis_tls_insecure),
+            ):
+                if value:
+                    raise ValueError(
+                        f"{name} is set but REDIS_URL is not a rediss:// URL, so TLS is off; "
+                        "use rediss:// or unset it"
+                    )
         return self
 
     # Converted values, named with their unit.
@@ -246,7 +365,29 @@ class PoolSettings(BaseSettings):
         """The effective configuration as env var names → values, secrets masked."""
         out = {name.upper(): value for name, value in self.model_dump().items()}
         out["REDIS_URL"] = mask_url(self.redis_url)
+        out["REDIS_PASSWORD"] = "***" if self.redis_password is not None else None
+        out["DASHBOARD_TOKEN"] = "***" if self.dashboard_token is not None else None
+        ca = self.redis_ca_cert
+        if ca is not None and is_pem(ca):
+            out["REDIS_CA_CERT"] = f"<PEM, {len(ca.encode())} bytes>"
+        from pool_app.eventloop import running_loop_name  # it imports this module
+
+        running = running_loop_name()
+        if running is not None:  # the loop that actually runs, e.g. 'uvloop (auto)'
+            out["EVENT_LOOP"] = f"{running} (auto)" if self.event_loop == "auto" else running
         return out
+
+    @property
+    def redis_ca_pem(self) -> str | None:
+        """REDIS_CA_CERT when it holds the PEM text itself."""
+        ca = self.redis_ca_cert
+        return ca if ca is not None and is_pem(ca) else None
+
+    @property
+    def redis_ca_path(self) -> str | None:
+        """REDIS_CA_CERT when it is the path of a PEM file."""
+        ca = self.redis_ca_cert
+        return ca if ca is not None and not is_pem(ca) else None
 
 
 _S = TypeVar("_S", bound=BaseSettings)
@@ -263,22 +404,12 @@ def load_settings(cls: type[_S], **overrides: Any) -> _S:
         err = exc.errors(include_url=False)[0]
         loc = [str(p) for p in err["loc"]]
         name = loc[0].upper() if loc else ""
-        msg = err["msg"].removeprefix("Value error, ")
+        msg = error_message(err)
         if not name or name == "__ROOT__":
             raise ConfigError(f"invalid configuration: {msg}") from None
         raise ConfigError(f"{name}: {msg}") from None
 
 
-def mask_url(url: str) -> str:
-    """`url` with any password replaced by '***' (for logs and errors)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+def is_pem(value: str) -> bool:
+    """Whether a certificate setting holds PEM text rather than a path."""
+    return _PEM_MARKER in value

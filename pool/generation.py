@@ -77,6 +77,10 @@ class GenerationError(Exception):
     ) -> None:
         super().__init__(reason)
         self.reason = reason
+        #: Tokens the API billed for this failed attempt, when it said (e.g. a page cut off
+        #: by `length`); the generator sets them, the ledger counts them as wasted.
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
         self.status = status
         self.code = code
         self.retry_after_s = retry_after_s

@@ -15,6 +15,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
+from pool.shared import error_line
+
 __all__ = [
     "CONTRACT_VERSION",
     "ID_PATTERN",
@@ -261,11 +263,7 @@ def _salvage_ids(data: dict[str, Any]) -> JobIds:
 
 
 def _describe(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors(include_url=False):
-        where = ".".join(str(p) for p in err["loc"]) or "payload"
-        parts.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
-    return "; ".join(parts)
+    return "; ".join(error_line(err, subject="payload") for err in exc.errors(include_url=False))
 
 
 def job_schema() -> dict[str, Any]:

@@ -69,6 +69,12 @@ class Keys:
         return f"{self.prefix}:ebook:{ebook_id}:errors"
 
     @property
+    def paused(self) -> str:
+        """String (JSON `{"reason", "since"}`, or a plain reason): while it exists, every pool
+        process stops claiming jobs. Set and cleared by an operator (the dashboard)."""
+        return f"{self.prefix}:paused"
+
+    @property
     def rate_budgets(self) -> str:
         """Set of the ids of the API budgets (API, key fingerprint, model) paced so far."""
         return f"{self.prefix}:ratelimit:budgets"

@@ -1,4 +1,4 @@
-"""Log sinks: configured once, by the entry point (`pool.cli`), never by a library module.
+"""Log sinks: configured once, by the entry point (`pool_app.cli`), never by a library module.
 
 Modules `from loguru import logger` and bind context (`logger.bind(worker=3, ebook_id=...)`);
 this module decides where the lines go and what they look like:
@@ -25,6 +25,8 @@ from datetime import UTC
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from loguru import logger
+
+from pool.shared import replace_secrets
 
 if TYPE_CHECKING:
     from loguru import Message, Record
@@ -70,9 +72,7 @@ def configure_logging(
     masked = tuple(sorted({s for s in secrets if s and len(s) >= _MIN_SECRET_LEN}, key=len))[::-1]
 
     def redact(text: str) -> str:
-        for secret in masked:
-            text = text.replace(secret, "***")
-        return text
+        return replace_secrets(text, masked)
 
     logger.remove()
     if fmt == "json":

@@ -60,7 +60,7 @@ def fatal_reason(exc: BaseException) -> str | None:
     if isinstance(exc, redis_errors.AuthenticationError) or text.startswith(
         ("WRONGPASS", "NOAUTH", "invalid password", "invalid username-password")
     ):
-        if "NOAUTH" in text or "Authentication required" in text:
+        if "NOAUTH" in text or "Authentication required" in text or "HELLO must be" in text:
             return (
                 "Redis requires a password and none was given: put it in REDIS_URL "
                 "(redis://:PASSWORD@host:port) or REDIS_PASSWORD"
@@ -119,7 +119,8 @@ class RedisGuard:
         self.up_since = monotonic()
         #: Once set (at shutdown), `persist` stops waiting past this monotonic time.
         self.give_up_at: float | None = None
-        #: Called once each time Redis answers again after an outage.
+        #: Called once when an outage starts, and once each time Redis answers again after one.
+        self.on_down: list[Callable[[], None]] = []
         self.on_back: list[Callable[[], None]] = []
 
     @property
@@ -180,6 +181,8 @@ class RedisGuard:
             self._said_at = now
             self._reason = reason
             logger.error(f"[Worker Pool] Redis unavailable: {reason}; retrying with backoff")
+            for callback in self.on_down:
+                callback()
         elif now - self._said_at >= _REPEAT_EVERY_S or reason != self._reason:
             self._said_at = now
             self._reason = reason

@@ -1,28 +1,20 @@
-"""What the pool writes for the producer to read: a finished page and a failed-job entry.
+"""What the pool writes for the producer to read: a finished page (the failed entry lives in
+`pool.deadletters`).
 
-Both are JSON with camelCase fields, described in docs/contract.md; this module is the one
-place that builds them.
+JSON with camelCase fields, described in docs/contract.md; this module is the one place that
+builds a page record, and `json_bytes` is how every JSON value the pool stores is encoded.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import re
-from typing import Any, Literal
+from typing import Any
 
 from pool.generation import GeneratedPage
-from pool.job import JobIds, PageJob
+from pool.job import PageJob
 
-__all__ = ["PAYLOAD_PREFIX_BYTES", "FailureKind", "failed_entry", "json_bytes", "page_record"]
-
-#: Why a job is in the failed list: it broke the contract, the model cannot do it as written,
-#: every attempt failed, or handling it crashed the pool twice.
-FailureKind = Literal["invalid", "fatal", "exhausted", "poison"]
-
-#: How much of an oversized payload (over MAX_JOB_BYTES) the failed entry keeps.
-PAYLOAD_PREFIX_BYTES = 1024
+__all__ = ["json_bytes", "page_record"]
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -79,65 +71,3 @@ def page_record(
     if job.metadata is not None:
         record["metadata"] = job.metadata
     return json_bytes(record)
-
-
-def failed_entry(
-    raw: bytes,
-    job: PageJob | None,
-    *,
-    reason: str,
-    kind: FailureKind,
-    attempts: int,
-    now_ms: int,
-    pool_id: str,
-    max_bytes: int,
-    ids: JobIds | None = None,
-) -> dict[str, Any]:
-    """A dead letter: the payload, why it failed, and the job's ids when they are known.
-
-    The payload is kept losslessly: as text in `payload` when it is valid UTF-8, else in
-    `payloadBase64`. One over `max_bytes` (MAX_JOB_BYTES) keeps only its first
-    `PAYLOAD_PREFIX_BYTES` bytes and says so with `payloadTruncated`; `payloadBytes` and
-    `payloadSha256` always describe the whole payload.
-
-    Args:
-        ids: for a payload that is not a valid job, the ids that could still be read, so the
-            failure shows in that ebook's status.
-    """
-    truncated = len(raw) > max_bytes
-    kept = raw[:PAYLOAD_PREFIX_BYTES] if truncated else raw
-    entry: dict[str, Any] = {}
-    try:
-        entry["payload"] = kept.decode("utf-8")
-    except UnicodeDecodeError:
-        if truncated:  # maybe only the cut split a character
-            try:
-                raw.decode("utf-8")
-                entry["payload"] = kept.decode("utf-8", "ignore")
-            except UnicodeDecodeError:
-                pass
-        if "payload" not in entry:
-            entry["payloadBase64"] = base64.b64encode(kept).decode("ascii")
-    entry |= {
-        "payloadBytes": len(raw),
-        "payloadSha256": hashlib.sha256(raw).hexdigest(),
-        "error": reason,
-        "errorType": kind,
-        "attempts": attempts,
-        "failedAt": now_ms,
-        "poolId": pool_id,
-    }
-    if truncated:
-        entry["payloadTruncated"] = True
-    if job is not None:
-        entry |= {
-            "jobId": job.id,
-            "ebookId": job.ebook_id,
-            "pageIndex": job.page_index,
-            "totalPages": job.total_pages,
-        }
-    elif ids is not None and ids.ebook_id is not None:
-        entry["ebookId"] = ids.ebook_id
-        if ids.page_index is not None and ids.total_pages is not None:
-            entry |= {"pageIndex": ids.page_index, "totalPages": ids.total_pages}
-    return entry

@@ -6,6 +6,7 @@ from collections import deque
 from typing import TypedDict
 
 from pool.clock import monotonic
+from pool.events import EventKind, PoolEvent
 
 __all__ = ["Stats", "StatsSnapshot", "format_stats"]
 
@@ -25,7 +26,10 @@ class StatsSnapshot(TypedDict):
 
 
 class Stats:
-    """Counters and recent generation times of one process. Not thread-safe; one event loop."""
+    """Counters and recent generation times of one process. Not thread-safe; one event loop.
+
+    The pool subscribes `on_event` to its events; nothing bumps these counters inline.
+    """
 
     def __init__(self) -> None:
         self.started = monotonic()
@@ -38,6 +42,18 @@ class Stats:
     @property
     def processed(self) -> int:
         return self.success + self.failed
+
+    def on_event(self, event: PoolEvent) -> None:
+        """Count what the pool's events say (see `pool.events`)."""
+        kind = event.kind
+        if kind is EventKind.JOB_STARTED:
+            self.active += 1
+        elif kind is EventKind.JOB_ENDED:
+            self.active -= 1
+        elif kind is EventKind.JOB_SUCCEEDED:
+            self.record_success(event.duration_s or 0.0)
+        elif kind is EventKind.JOB_FAILED:
+            self.record_failure()
 
     def record_success(self, duration_s: float) -> None:
         self.success += 1

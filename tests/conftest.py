@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from loguru import logger
 from redis.asyncio import Redis
 
 from tests.redis_server import RedisServer
@@ -29,3 +30,12 @@ async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@pytest.fixture
+def log_lines() -> Iterator[list[str]]:
+    """Every log message (with its level) written while the test runs."""
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(str(m)), format="{level} {message}", level="DEBUG")
+    yield lines
+    logger.remove(sink)

@@ -20,13 +20,14 @@ from redis.asyncio import Redis
 from generator import GeneratorSettings
 from generator.simulator import Simulator, SimulatorConfig
 from pool import CONTRACT_VERSION, JobFatalError, Pool, PoolSettings, decode_job
-from pool.cli import build_generator, main
 from pool.config import ConfigError
 from pool.connections import pool_max_connections, pool_redis, pool_socket_timeout_s
 from pool.keys import Keys
 from pool.logs import reset_logging
-from pool.producer import build_jobs, enqueue_ebook
 from pool.store import Store
+from pool_app.cli import main
+from pool_app.producer import build_jobs, enqueue_ebook
+from pool_app.wiring import build_generator
 from tests.fakes import FakeGenerator, fast_settings, job, running, status, wait_until
 from tests.redis_server import RedisServer, free_port
 

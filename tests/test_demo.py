@@ -15,8 +15,8 @@ import redis as redis_sync
 from generator import GeneratorSettings
 from generator.simulator import Simulator, SimulatorConfig
 from pool import PoolSettings
-from pool.demo import SAMPLE_OUTLINE, render_markdown
 from pool.keys import Keys
+from pool_app.demo import SAMPLE_OUTLINE, render_markdown
 from tests.redis_server import RedisServer, free_port
 
 ENV_NAMES = frozenset(

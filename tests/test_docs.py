@@ -8,8 +8,8 @@ from pathlib import Path
 
 from generator import GeneratorSettings
 from pool import PoolSettings
-from pool.cli import build_parser
 from pool.job import job_schema
+from pool_app.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -15,7 +15,7 @@ import aiohttp
 from redis.asyncio import Redis
 
 from pool import Pool, PoolFatalError
-from pool.health import health_app, serving
+from pool_app.health import health_app, serving
 from tests.fakes import FakeGenerator, fast_settings, job, push, running, wait_until
 from tests.redis_server import RedisServer, free_port
 

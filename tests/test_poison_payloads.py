@@ -6,10 +6,8 @@ Real redis-server (tests/conftest.py), the real Pool in-process, a fake generato
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
-from loguru import logger
 from redis.asyncio import Redis
 
 from pool import Pool
@@ -19,15 +17,6 @@ from pool.keys import Keys
 from tests.fakes import FakeGenerator, failed, fast_settings, job, pages, push, running, wait_until
 
 KEYS = Keys()
-
-
-@pytest.fixture
-def log_lines() -> Iterator[list[str]]:
-    """Every log message (with its level) written while the test runs."""
-    lines: list[str] = []
-    sink = logger.add(lambda m: lines.append(str(m)), format="{level} {message}", level="DEBUG")
-    yield lines
-    logger.remove(sink)
 
 
 async def _count(redis: Redis, key: str, n: int) -> bool:

@@ -12,8 +12,8 @@ import pytest
 from redis.asyncio import Redis
 
 from pool import GeneratedPage, JobFatalError, Pool, PoolFatalError, RetryableError
+from pool.deadletters import PAYLOAD_PREFIX_BYTES
 from pool.keys import Keys
-from pool.records import PAYLOAD_PREFIX_BYTES
 from tests.fakes import (
     FakeGenerator,
     attempts_field,

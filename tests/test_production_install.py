@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import re
 import shutil
+import site
 import subprocess
 import tomllib
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,9 +26,10 @@ def _name(requirement: str) -> str:
 
 
 def _production_set() -> set[str]:
-    uv = shutil.which("uv")
-    if uv is None:
-        pytest.skip("uv is not on PATH")
+    # Where `make` puts uv (pip's user install) when it is not on PATH otherwise.
+    user_bin = Path(site.getuserbase()) / "bin"
+    uv = shutil.which("uv") or shutil.which("uv", path=str(user_bin))
+    assert uv is not None, "uv is not installed: run the tests with `make test`"
     out = subprocess.run(
         [
             uv,

@@ -7,16 +7,10 @@ a process death, and a server that is not Redis. Real redis-server (tests/confte
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import subprocess
-import sys
-import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from loguru import logger
 from redis.asyncio import Redis
 
 from pool import Pool
@@ -36,15 +30,6 @@ from tests.fakes import (
 
 KEYS = Keys()
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def log_lines() -> Iterator[list[str]]:
-    """Every log message (with its level) written while the test runs."""
-    lines: list[str] = []
-    sink = logger.add(lambda m: lines.append(str(m)), format="{level} {message}", level="DEBUG")
-    yield lines
-    logger.remove(sink)
 
 
 @pytest.fixture
@@ -147,53 +132,6 @@ async def test_after_an_outage_the_reaper_waits_for_the_others_to_beat(redis: Re
     pool._guard.ok()
     await pool._reap()
     assert await redis.llen(KEYS.processing("quiet")) == 1
-
-
-def test_a_server_that_is_not_redis_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    """REDIS_URL pointing at an HTTP server: `ebook-pool run` exits 2 with one line."""
-    with _http_server() as port:
-        proc = subprocess.run(
-            [sys.executable, "-m", "pool", "run"],
-            cwd=ROOT,
-            env={
-                **os.environ,
-                "REDIS_URL": f"redis://127.0.0.1:{port}/0",
-                "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
-            },
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stdout + proc.stderr
-    (line,) = proc.stderr.strip().splitlines()
-    assert line.startswith("ebook-pool: error: ") and "does not speak the Redis protocol" in line
-
-
-class _http_server:
-    """A TCP server on a free port that answers anything with an HTTP 400, like a web app."""
-
-    def __enter__(self) -> int:
-        self._sock = socket.socket()
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-        return int(self._sock.getsockname()[1])
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            with conn:
-                conn.recv(1024)
-                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
-
-    def __exit__(self, *_: object) -> None:
-        self._sock.close()
-        self._thread.join(timeout=5)
 
 
 async def _page_count(redis: Redis, ebook: str, n: int) -> bool:

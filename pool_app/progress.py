@@ -14,8 +14,8 @@ from typing import TextIO
 from redis.asyncio import Redis
 
 from pool.clock import monotonic
+from pool.ebooks import TERMINAL_STATES, EbookStatus, read_status
 from pool.keys import Keys
-from pool.producer import TERMINAL_STATES, EbookStatus, read_status
 
 __all__ = ["BarAwareStream", "ProgressBar", "wait_for_ebook"]
 

@@ -17,11 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,20 +28,16 @@ from redis.asyncio import Redis
 
 from generator import GeneratorSettings
 from generator.simulator import Simulator, SimulatorConfig
-from pool.cli import (
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    build_generator,
-    describe_generator,
-    secrets_of,
-)
 from pool.config import PoolSettings, load_settings, mask_url
 from pool.connections import pool_redis
 from pool.generation import PageGenerator
 from pool.keys import Keys
 from pool.logs import configure_logging
-from pool.producer import (
+from pool.stats import format_stats
+from pool.store import Store
+from pool.worker import Pool
+from pool_app.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from pool_app.producer import (
     TERMINAL_STATES,
     EbookState,
     build_jobs,
@@ -54,9 +46,9 @@ from pool.producer import (
     read_errors,
     read_pages,
 )
-from pool.progress import BarAwareStream, ProgressBar, wait_for_ebook
-from pool.stats import format_stats
-from pool.worker import Pool
+from pool_app.progress import BarAwareStream, ProgressBar, wait_for_ebook
+from pool_app.redis_server import RedisServer, redis_server_binary
+from pool_app.wiring import build_generator, describe_generator, secrets_of
 
 __all__ = ["SAMPLE_OUTLINE", "SAMPLE_TITLE", "SAMPLE_TOPIC", "render_markdown", "run_demo"]
 
@@ -92,6 +84,12 @@ _SIMULATOR = SimulatorConfig(
 )
 _TARGET_WORDS = 250
 _PING_TIMEOUT_S = 3.0
+# The private server and fakeredis need no password and speak no TLS: drop REDIS_PASSWORD etc.
+_NO_REDIS_AUTH_OR_TLS: dict[str, Any] = {
+    "redis_password": None,
+    "redis_ca_cert": None,
+    "redis_tls_insecure": False,
+}
 
 
 def run_demo(*, out_dir: Path) -> int:
@@ -162,7 +160,7 @@ async def _demo(
         pages = await read_pages(redis, keys, ebook_id)
         errors = await read_errors(redis, keys, ebook_id)
         path = _write(out_dir / f"{ebook_id}.md", render_markdown(pages, errors))
-        depth = int(await redis.llen(keys.queue))
+        depth = await Store(redis, keys).queue_depth()
         _say(
             f"Ebook {ebook_id}: {status['state']}, {status['done']}/{status['total']} pages "
             f"in {time.monotonic() - started:.1f}s."
@@ -208,12 +206,11 @@ async def _open_redis(
             _say(f"Redis: {shown} (REDIS_URL), keys under '{settings.key_prefix}:'.")
             return client, settings
 
-    binary = shutil.which("redis-server")
-    if binary is not None:
-        server = _PrivateRedisServer(binary)
+    if redis_server_binary() is not None:
+        server = RedisServer()
         stack.callback(server.stop)
-        url = server.start()
-        settings = settings.model_copy(update={"redis_url": url})
+        url = server.start().url
+        settings = settings.model_copy(update={"redis_url": url, **_NO_REDIS_AUTH_OR_TLS})
         client = pool_redis(settings)
         stack.push_async_callback(client.aclose)
         _say(f"Redis: a private redis-server at {url} (stopped and deleted at the end).")
@@ -221,7 +218,9 @@ async def _open_redis(
 
     fake = _FakeRedis()
     stack.push_async_callback(fake.aclose)
-    settings = settings.model_copy(update={"redis_url": "redis://fakeredis.in-process/0"})
+    settings = settings.model_copy(
+        update={"redis_url": "redis://fakeredis.in-process/0", **_NO_REDIS_AUTH_OR_TLS}
+    )
     _say(
         "Redis: fakeredis, in this process (no REDIS_URL and no redis-server on PATH); "
         "the pool's Lua scripts run on lupa. Install redis-server to use a real one."
@@ -248,69 +247,6 @@ class _FakeRedis(fakeredis.FakeAsyncRedis):
         if (src.upper(), dest.upper()) == ("RIGHT", "LEFT"):
             return await self.brpoplpush(first_list, second_list, timeout)
         return await super().blmove(first_list, second_list, timeout, src, dest)
-
-
-class _PrivateRedisServer:
-    """A throwaway redis-server: free port on 127.0.0.1, data in a temp dir, no persistence."""
-
-    def __init__(self, binary: str) -> None:
-        self.binary = binary
-        self.workdir = Path(tempfile.mkdtemp(prefix="ebook-demo-redis-"))
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> str:
-        """Start it and wait until it answers; returns its URL."""
-        for _ in range(3):  # another process may grab the free port before redis binds it
-            port = _free_port()
-            args = [
-                self.binary,
-                "--port", str(port),
-                "--bind", "127.0.0.1",
-                "--dir", str(self.workdir),
-                "--save", "",
-                "--appendonly", "no",
-                "--logfile", str(self.workdir / "redis.log"),
-            ]  # fmt: skip
-            self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            if _wait_for_pong(port, self.proc):
-                return f"redis://127.0.0.1:{port}/0"
-            self._terminate()
-        raise RuntimeError(f"redis-server did not start; see {self.workdir / 'redis.log'}")
-
-    def stop(self) -> None:
-        self._terminate()
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def _terminate(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-        self.proc = None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_for_pong(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
-                s.sendall(b"PING\r\n")
-                if s.recv(64).startswith(b"+PONG"):
-                    return True
-        except OSError:
-            pass
-        time.sleep(0.02)
-    return False
 
 
 # --- text -------------------------------------------------------------------------------------

@@ -6,19 +6,27 @@ This is what the Next.js app does (docs/contract.md), in Python, for `ebook-pool
 
 from __future__ import annotations
 
-import json
 import random
 import string
 from collections.abc import Sequence
-from enum import StrEnum
-from typing import Any, TypedDict
+from typing import Any
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from pool.clock import now_ms
+from pool.ebooks import (
+    TERMINAL_STATES,
+    EbookState,
+    EbookStatus,
+    initial_status,
+    read_errors,
+    read_pages,
+    read_status,
+)
 from pool.job import InvalidJob, PageJob
 from pool.keys import Keys
+from pool.shared import error_line
 
 __all__ = [
     "TERMINAL_STATES",
@@ -32,34 +40,6 @@ __all__ = [
     "read_pages",
     "read_status",
 ]
-
-
-class EbookState(StrEnum):
-    """The `state` field of an ebook's status hash (derived by the pool's Lua scripts)."""
-
-    QUEUED = "queued"
-    GENERATING = "generating"
-    DONE = "done"
-    FAILED = "failed"
-    PARTIAL = "partial"
-
-
-#: States after which no page of the ebook is pending (until a failed page is retried).
-TERMINAL_STATES = frozenset({EbookState.DONE, EbookState.FAILED, EbookState.PARTIAL})
-
-
-class EbookStatus(TypedDict):
-    """An ebook's status hash, decoded: counters as ints, timestamps as epoch ms or None."""
-
-    ebook_id: str
-    state: str
-    total: int
-    done: int
-    failed: int
-    created_at: int | None
-    started_at: int | None
-    updated_at: int | None
-    finished_at: int | None
 
 
 class EbookExists(Exception):
@@ -127,9 +107,7 @@ def build_jobs(
         try:
             jobs.append(PageJob(page_index=index, page_title=page_title, **fields))
         except ValidationError as exc:
-            err = exc.errors(include_url=False)[0]
-            where = ".".join(str(p) for p in err["loc"]) or "job"
-            raise InvalidJob(f"{where}: {err['msg'].removeprefix('Value error, ')}") from None
+            raise InvalidJob(error_line(exc.errors(include_url=False)[0], subject="job")) from None
     return jobs
 
 
@@ -151,61 +129,11 @@ async def enqueue_ebook(redis: Redis, keys: Keys, jobs: Sequence[PageJob]) -> No
         raise ValueError("all jobs of one call must belong to the same ebook")
     status_key = keys.status(ebook_id)
     if await redis.exists(status_key):
-        state = await redis.hget(status_key, "state")
-        shown = state.decode() if isinstance(state, bytes) else state
-        raise EbookExists(f"ebook {ebook_id} already exists (state: {shown or 'unknown'})")
-    created = str(now_ms())
+        status = await read_status(redis, keys, ebook_id)
+        shown = (status["state"] if status is not None else "") or "unknown"
+        raise EbookExists(f"ebook {ebook_id} already exists (state: {shown})")
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.hsetnx(status_key, "total", str(jobs[0].total_pages))
-        pipe.hsetnx(status_key, "done", "0")
-        pipe.hsetnx(status_key, "failed", "0")
-        pipe.hsetnx(status_key, "state", EbookState.QUEUED.value)
-        pipe.hsetnx(status_key, "createdAt", created)
-        pipe.hsetnx(status_key, "updatedAt", created)
+        for field, value in initial_status(jobs[0].total_pages, now_ms()).items():
+            pipe.hsetnx(status_key, field, value)
         pipe.lpush(keys.queue, *(job.to_wire() for job in jobs))
         await pipe.execute()
-
-
-async def read_status(redis: Redis, keys: Keys, ebook_id: str) -> EbookStatus | None:
-    """The ebook's status hash, or None if the ebook is unknown."""
-    raw = await redis.hgetall(keys.status(ebook_id))
-    if not raw:
-        return None
-    data = {_text(k): _text(v) for k, v in raw.items()}
-    return EbookStatus(
-        ebook_id=ebook_id,
-        state=data.get("state", "unknown"),
-        total=_int(data.get("total")) or 0,
-        done=_int(data.get("done")) or 0,
-        failed=_int(data.get("failed")) or 0,
-        created_at=_int(data.get("createdAt")),
-        started_at=_int(data.get("startedAt")),
-        updated_at=_int(data.get("updatedAt")),
-        finished_at=_int(data.get("finishedAt")),
-    )
-
-
-async def read_pages(redis: Redis, keys: Keys, ebook_id: str) -> dict[int, dict[str, Any]]:
-    """Page index → stored page record (JSON decoded), in page order."""
-    raw = await redis.hgetall(keys.pages(ebook_id))
-    pages = {int(_text(k)): json.loads(v) for k, v in raw.items()}
-    return dict(sorted(pages.items()))
-
-
-async def read_errors(redis: Redis, keys: Keys, ebook_id: str) -> dict[int, str]:
-    """Page index → reason, for the pages of the ebook that failed for good."""
-    raw = await redis.hgetall(keys.page_errors(ebook_id))
-    return dict(sorted((int(_text(k)), _text(v)) for k, v in raw.items()))
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _int(value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        return None

@@ -10,8 +10,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pool.clock import iso
-from pool.producer import EbookStatus
-from pool.store import FailedEntry
+from pool.deadletters import FailedEntry
+from pool.ebooks import EbookStatus
 
 __all__ = [
     "failed_data",
@@ -166,15 +166,14 @@ def format_failed(entries: Sequence[FailedEntry], *, total: int) -> str:
         return f"No failed jobs shown ({total} in the failed list)."
     rows = []
     for entry in entries:
-        d = entry.data
-        error = str(d.get("error", ""))
+        error = entry.error
         if len(error) > _ERROR_WIDTH:
             error = error[: _ERROR_WIDTH - 1] + "…"
         rows.append(
             (
-                _when(d.get("failedAt")),
-                str(d.get("errorType", "?")),
-                _cell(d.get("attempts")),
+                _when(entry.failed_at),
+                entry.error_type,
+                _cell(entry.attempts),
                 entry.ebook_id or "?",
                 _cell(entry.page_index),
                 error,

@@ -7,6 +7,9 @@ not at all otherwise. Neither endpoint shows a secret: only the pool id, the sta
   deploy health check calls: a pool paused on a bad API key is still a healthy deployment.
 - `GET /readyz`: 200 when Redis answers a PING (within a second) and the pool is not paused;
   else 503 with the reason in JSON, e.g. `{"ready": false, "reason": "paused: ..."}`.
+
+With `settings` given and DASHBOARD_ENABLED true, the same server also serves the dashboard at
+`/` (see `pool_app.dashboard`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from typing import Protocol
 from aiohttp import web
 from loguru import logger
 from redis.asyncio import Redis
+
+from pool.config import PoolSettings
+from pool_app.dashboard import add_dashboard
 
 __all__ = ["PoolState", "health_app", "serving"]
 
@@ -37,8 +43,11 @@ class PoolState(Protocol):
     def pause_reason(self) -> str | None: ...
 
 
-def health_app(pool: PoolState, redis: Redis) -> web.Application:
-    """The aiohttp application with `/healthz` and `/readyz` for `pool`."""
+def health_app(
+    pool: PoolState, redis: Redis, *, settings: PoolSettings | None = None
+) -> web.Application:
+    """The aiohttp application with `/healthz` and `/readyz` for `pool`, and the dashboard
+    when `settings` are given and enable it."""
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "poolId": pool.id})
@@ -59,12 +68,19 @@ def health_app(pool: PoolState, redis: Redis) -> web.Application:
     app = web.Application()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    if settings is not None and settings.dashboard_enabled:
+        add_dashboard(app, settings)
     return app
 
 
 @asynccontextmanager
-async def serving(app: web.Application, *, host: str, port: int) -> AsyncIterator[int]:
-    """Serve `app` on host:port while the block runs; yields the port (useful with port 0)."""
+async def serving(
+    app: web.Application, *, host: str, port: int, what: str = "/healthz and /readyz"
+) -> AsyncIterator[int]:
+    """Serve `app` on host:port while the block runs; yields the port (useful with port 0).
+
+    `what` names what is served, in the log line.
+    """
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
@@ -74,7 +90,7 @@ async def serving(app: web.Application, *, host: str, port: int) -> AsyncIterato
     if port == 0 and server is not None:
         sockets = getattr(server, "sockets", None) or []
         bound = int(sockets[0].getsockname()[1]) if sockets else port
-    logger.info(f"[Worker Pool] HTTP: /healthz and /readyz on http://{host}:{bound}")
+    logger.info(f"[Worker Pool] HTTP: {what} on http://{host}:{bound}")
     try:
         yield bound
     finally:

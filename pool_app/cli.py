@@ -12,26 +12,30 @@ import asyncio
 import contextlib
 import json
 import re
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from loguru import logger
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
-from generator import GeneratorSettings, OpenAIPageGenerator
+from generator import GeneratorSettings
 from generator.simulator import add_simulator_arguments, run_simulator
 from pool.clock import now_ms
 from pool.config import ConfigError, PoolSettings, load_settings, mask_url
-from pool.connections import command_redis, pool_redis
-from pool.health import health_app, serving
+from pool.connections import command_redis
+from pool.deadletters import FailedEntry
 from pool.job import InvalidJob, job_schema
 from pool.keys import Keys
 from pool.logs import configure_logging
-from pool.outage import RedisConfigError
-from pool.producer import (
+from pool.outage import RedisConfigError, fatal_reason
+from pool.store import Store
+from pool_app import eventloop
+from pool_app.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from pool_app.health import health_app, serving
+from pool_app.producer import (
     EbookExists,
     EbookState,
     build_jobs,
@@ -41,8 +45,8 @@ from pool.producer import (
     read_pages,
     read_status,
 )
-from pool.progress import ProgressBar, wait_for_ebook
-from pool.reports import (
+from pool_app.progress import ProgressBar, wait_for_ebook
+from pool_app.reports import (
     failed_data,
     format_failed,
     format_pools_report,
@@ -50,16 +54,18 @@ from pool.reports import (
     pools_report_data,
     status_data,
 )
-from pool.store import FailedEntry, Store
-from pool.worker import Pool
+from pool_app.supervisor import resolve_processes, run_supervisor
+from pool_app.wiring import (
+    build_generator,
+    build_pool,
+    check_credentials,
+    describe_generator,
+    secrets_of,
+)
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
 PROG = "ebook-pool"
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 _UNREACHABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
 _OUTLINE_MARKER = re.compile(r"^(#{1,6}|[-*+]|\d+[.)])\s+")
@@ -109,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     p = sub.add_parser("run", help="Run a pool process until SIGTERM/SIGINT (what Railway runs).")
+    p.add_argument(
+        "--processes",
+        metavar="N|auto",
+        help="Run N pool processes under a supervisor; auto = the CPUs this process may use "
+        "(default: PROCESSES, 1).",
+    )
     p.set_defaults(handler=_cmd_run)
 
     p = sub.add_parser(
@@ -124,6 +136,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=_cmd_demo)
 
+    _add_enqueue(sub)
+
+    p = sub.add_parser("status", help="Show one ebook's progress and pages.")
+    p.add_argument("ebook_id", metavar="EBOOK_ID")
+    p.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
+    p.set_defaults(handler=_cmd_status)
+
+    p = sub.add_parser("stats", help="Show the queue and the live pool processes.")
+    p.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
+    p.set_defaults(handler=_cmd_stats)
+
+    p = sub.add_parser("failed", help="List, retry or purge failed jobs (the dead letters).")
+    _add_failed_actions(p)
+
+    p = sub.add_parser("schema", help="Print the JSON Schema of a page job (the wire contract).")
+    p.set_defaults(handler=_cmd_schema)
+
+    p = sub.add_parser(
+        "dashboard",
+        help="Serve the dashboard alone (no pool): queue, processes, ebooks, failed jobs.",
+        description="The dashboard that `ebook-pool run` serves at / on HTTP_PORT/PORT, alone.",
+    )
+    p.add_argument("--host", help="Address to bind (default: HTTP_HOST, 0.0.0.0).")
+    p.add_argument(
+        "--port", type=int, help="Port (default: HTTP_PORT, else PORT, else 8080; 0 = any free)."
+    )
+    p.set_defaults(handler=_cmd_dashboard)
+
+    p = sub.add_parser(
+        "simulate-llm",
+        help="Serve a fake OpenAI-compatible API (see docs/simulator.md).",
+        description="An OpenAI-compatible API that writes fake pages, with rate limits and faults.",
+    )
+    add_simulator_arguments(p)
+    p.set_defaults(handler=_cmd_simulate)
+    return parser
+
+
+def _add_enqueue(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("enqueue", help="Queue every page of one ebook; prints the ebook id.")
     p.add_argument("--title", required=True, help="Title of the ebook.")
     p.add_argument("--topic", help="What the book is about (a sentence or a paragraph).")
@@ -151,16 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=_cmd_enqueue)
 
-    p = sub.add_parser("status", help="Show one ebook's progress and pages.")
-    p.add_argument("ebook_id", metavar="EBOOK_ID")
-    p.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
-    p.set_defaults(handler=_cmd_status)
 
-    p = sub.add_parser("stats", help="Show the queue and the live pool processes.")
-    p.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
-    p.set_defaults(handler=_cmd_stats)
-
-    p = sub.add_parser("failed", help="List, retry or purge failed jobs (the dead letters).")
+def _add_failed_actions(p: argparse.ArgumentParser) -> None:
     failed_sub = p.add_subparsers(title="actions", metavar="ACTION", required=True)
     f = failed_sub.add_parser("list", help="Show failed jobs, newest first.")
     f.add_argument("--ebook", metavar="ID", help="Only the jobs of this ebook.")
@@ -179,47 +222,35 @@ def build_parser() -> argparse.ArgumentParser:
             f.add_argument("--yes", action="store_true", help="Do not ask for confirmation.")
         f.set_defaults(handler=handler)
 
-    p = sub.add_parser("schema", help="Print the JSON Schema of a page job (the wire contract).")
-    p.set_defaults(handler=_cmd_schema)
-
-    p = sub.add_parser(
-        "simulate-llm",
-        help="Serve a fake OpenAI-compatible API (see docs/simulator.md).",
-        description="An OpenAI-compatible API that writes fake pages, with rate limits and faults.",
-    )
-    add_simulator_arguments(p)
-    p.set_defaults(handler=_cmd_simulate)
-    return parser
-
 
 # --- run ------------------------------------------------------------------------------------
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    settings = load_settings(PoolSettings)
+    flag = {} if args.processes is None else {"processes": args.processes}
+    settings = load_settings(PoolSettings, **flag)
     gen_settings = load_settings(GeneratorSettings)
-    if gen_settings.openai_api_key is None and gen_settings.openai_base_url is None:
-        raise ConfigError(
-            "OPENAI_API_KEY: not set (set it, or OPENAI_BASE_URL for a server that needs no "
-            "key; `ebook-pool demo` runs without either)"
-        )
+    check_credentials(gen_settings)
     configure_logging(
         fmt=settings.log_format,
         level=settings.log_level,
         secrets=secrets_of(settings, gen_settings),
     )
-    return asyncio.run(_run_pool(settings, gen_settings))
+    loop = eventloop.resolve_event_loop(settings.event_loop)  # EVENT_LOOP=uvloop without it: 2
+    processes = resolve_processes(settings.processes)
+    if processes > 1:
+        return run_supervisor(processes, shutdown_grace_s=settings.shutdown_grace_s)
+    return eventloop.run(_run_pool(settings, gen_settings), event_loop=loop)
 
 
 async def _run_pool(settings: PoolSettings, gen_settings: GeneratorSettings) -> int:
     generator = build_generator(gen_settings, workers=settings.concurrent_workers)
-    redis = pool_redis(settings)
+    redis, pool = build_pool(settings, generator)
     try:
-        pool = Pool(redis=redis, generator=generator, settings=settings)
         logger.info(f"[Worker Pool] Generator: {describe_generator(gen_settings)}")
         async with contextlib.AsyncExitStack() as http:
             if settings.http_port is not None:
-                app = health_app(pool, redis)
+                app = health_app(pool, redis, settings=settings)
                 await http.enter_async_context(
                     serving(app, host=settings.http_host, port=settings.http_port)
                 )
@@ -235,66 +266,37 @@ async def _run_pool(settings: PoolSettings, gen_settings: GeneratorSettings) -> 
     return EXIT_OK
 
 
-def build_generator(
-    settings: GeneratorSettings,
-    *,
-    workers: int,
-    base_url: str | None = None,
-    api_key: str | None = None,
-) -> OpenAIPageGenerator:
-    """The OpenAI page generator from settings.
+def _cmd_dashboard(args: argparse.Namespace) -> int:
+    from pool_app.dashboard import dashboard_app
 
-    A server given by OPENAI_BASE_URL (or `base_url`) may need no key: a placeholder is sent.
-
-    Args:
-        workers: CONCURRENT_WORKERS; the HTTP connection pool gets one connection per worker.
-
-    Raises:
-        ConfigError: no key and no base URL, or a bad prompt template.
-    """
-    if api_key is None and settings.openai_api_key is None:
-        if base_url is None and settings.openai_base_url is None:
-            raise ConfigError("OPENAI_API_KEY: not set")
-        api_key = "no-key"
-    return OpenAIPageGenerator.from_settings(
-        settings, api_key=api_key, base_url=base_url, max_connections=workers
+    settings = load_settings(PoolSettings)
+    configure_logging(
+        fmt=settings.log_format, level=settings.log_level, secrets=secrets_of(settings, None)
     )
+    host = args.host or settings.http_host
+    port = args.port if args.port is not None else settings.http_port
+    port = 8080 if port is None else port
+    if not 0 <= port <= 65_535:
+        raise CommandError(f"--port must be 0-65535, not {port}", EXIT_USAGE)
 
+    async def serve() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        async with serving(dashboard_app(settings), host=host, port=port, what="the dashboard"):
+            await stop.wait()
+        logger.info("[Dashboard] Stopped.")
+        return EXIT_OK
 
-def describe_generator(settings: GeneratorSettings, *, base_url: str | None = None) -> str:
-    """Model, API and key of the generator for the start-up log line, the key masked."""
-    url = base_url or settings.openai_base_url
-    key = "set (***)" if settings.openai_api_key is not None else "not set"
-    return (
-        f"model={settings.openai_model}, "
-        f"base URL={mask_url(url) if url else 'OpenAI (default)'}, API key {key}, "
-        f"max tokens={settings.openai_max_tokens}, temperature={settings.openai_temperature}"
-    )
-
-
-def secrets_of(settings: PoolSettings, gen_settings: GeneratorSettings | None) -> list[str]:
-    """The values the logs must never show: API key and URL passwords."""
-    values = [_password(settings.redis_url)]
-    if gen_settings is not None:
-        if gen_settings.openai_api_key is not None:
-            values.append(gen_settings.openai_api_key.get_secret_value())
-        if gen_settings.openai_base_url is not None:
-            values.append(_password(gen_settings.openai_base_url))
-    return [v for v in values if v]
-
-
-def _password(url: str) -> str | None:
-    try:
-        return urlsplit(url).password
-    except ValueError:
-        return None
+    return asyncio.run(serve())
 
 
 # --- demo, simulator, schema ------------------------------------------------------------------
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from pool.demo import run_demo  # the demo pulls in fakeredis; only load it when asked
+    from pool_app.demo import run_demo  # the demo pulls in fakeredis; only load it when asked
 
     return run_demo(out_dir=args.out)
 
@@ -324,17 +326,17 @@ def _one_shot(work: Callable[[Redis, Keys], Awaitable[int]]) -> int:
     configure_logging(fmt=settings.log_format, level="WARNING", stream=sys.stderr)
 
     async def go() -> int:
-        redis = command_redis(settings.redis_url)
+        redis = command_redis(settings)
         try:
             return await work(redis, Keys(settings.key_prefix))
-        except _UNREACHABLE as exc:
-            raise CommandError(
-                f"cannot reach Redis at {mask_url(settings.redis_url)}: {_one_line(exc)}"
-            ) from None
-        except redis_errors.RedisError as exc:
-            raise CommandError(
-                f"Redis at {mask_url(settings.redis_url)} answered with an error: {_one_line(exc)}"
-            ) from None
+        except (redis_errors.RedisError, OSError) as exc:
+            where = f"Redis at {mask_url(settings.redis_url)}"
+            fatal = fatal_reason(exc)
+            if fatal is not None:  # a password or TLS problem: a configuration error
+                raise CommandError(f"{where}: {fatal}", EXIT_USAGE) from None
+            if isinstance(exc, _UNREACHABLE):
+                raise CommandError(f"cannot reach {where}: {_one_line(exc)}") from None
+            raise CommandError(f"{where} answered with an error: {_one_line(exc)}") from None
         finally:
             await redis.aclose()
 
@@ -409,9 +411,9 @@ def _cmd_stats(args: argparse.Namespace) -> int:
         store = Store(redis, keys)
         pools = await store.live_pools()
         data = pools_report_data(
-            queue_depth=int(await redis.llen(keys.queue)),
+            queue_depth=await store.queue_depth(),
             in_flight=await store.in_flight(list(pools)),
-            failed=int(await redis.llen(keys.failed)),
+            failed=await store.failed_count(),
             pools=pools,
         )
         print(json.dumps(data, ensure_ascii=False) if args.json else format_pools_report(data))
@@ -426,7 +428,7 @@ def _cmd_failed_list(args: argparse.Namespace) -> int:
 
     async def work(redis: Redis, keys: Keys) -> int:
         store = Store(redis, keys)
-        total = int(await redis.llen(keys.failed))
+        total = await store.failed_count()
         if args.ebook is None:
             entries = await store.failed(0, args.limit - 1)
         else:
@@ -446,10 +448,10 @@ def _cmd_failed_retry(args: argparse.Namespace) -> int:
     async def work(redis: Redis, keys: Keys) -> int:
         store = Store(redis, keys)
         entries = _select(await store.failed(), args.ebook)
-        invalid = [e for e in entries if e.data.get("errorType") == "invalid"]
+        invalid = [e for e in entries if e.error_type == "invalid"]
         retried = 0
         for entry in entries:
-            if entry.data.get("errorType") == "invalid":
+            if entry.error_type == "invalid":
                 continue
             if await store.retry_failed(entry, now_ms=now_ms()):
                 retried += 1

@@ -1,0 +1,118 @@
+"""The claim loop: take jobs from the queue as workers free up, and hand them over in memory.
+
+    queue ──Store.claim (batch, non-blocking) / claim_blocking (BLMOVE ≤ POLL_INTERVAL)──►
+    this process's processing list ──(hand-off queue)──► Worker-1..N
+
+One claim takes as many jobs as there are free workers (the `slots` semaphore), so no job
+waits in this process while a worker could run it. Each claimed attempt is counted in Redis
+and opened in the `AttemptLedger`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from pool.attempts import AttemptLedger
+from pool.clock import monotonic
+from pool.events import EventKind
+from pool.liveness import Liveness, Pauser
+from pool.outage import wait_reason
+from pool.runtime import PoolContext
+from pool.store import EpochChanged
+
+__all__ = ["MAX_CLAIM_BATCH", "Claimed", "Claimer"]
+
+MAX_CLAIM_BATCH = 1_000
+
+#: A claimed job: its exact payload, the attempt counted at claim, the epoch it was claimed under.
+Claimed = tuple[bytes, int, bytes]
+
+
+class Claimer:
+    """Claims jobs for free workers and puts them on `handoff`.
+
+    Args:
+        ctx: the pool's shared parts.
+        liveness: whose epoch claims are made under.
+        pauser: claiming waits while the pool is paused.
+        ledger: where each claimed attempt is opened.
+        slots: one unit per idle worker; a worker releases its unit when done with a job.
+        handoff: where claimed jobs go; workers take them from there.
+    """
+
+    def __init__(
+        self,
+        ctx: PoolContext,
+        *,
+        liveness: Liveness,
+        pauser: Pauser,
+        ledger: AttemptLedger,
+        slots: asyncio.Semaphore,
+        handoff: asyncio.Queue[Claimed | None],
+    ) -> None:
+        self._ctx = ctx
+        self._liveness = liveness
+        self._pauser = pauser
+        self._ledger = ledger
+        self._slots = slots
+        self._handoff = handoff
+
+    async def run(self) -> None:
+        """Claim until cancelled."""
+        slots, guard, events = self._slots, self._ctx.guard, self._ctx.events
+        while True:
+            await self._pauser.resumed.wait()
+            await slots.acquire()
+            if self._pauser.paused:  # paused while we waited for a free worker
+                slots.release()
+                continue
+            want = 1
+            while want < MAX_CLAIM_BATCH and not slots.locked():
+                await slots.acquire()
+                want += 1
+            got: list[tuple[bytes, int]] = []
+            epoch = b""
+            try:
+                got, epoch = await self._claim(want)
+                guard.ok()
+            except Exception as exc:
+                if wait_reason(exc) is None:
+                    raise
+                await guard.failed(exc)
+            finally:
+                for _ in range(want - len(got)):
+                    slots.release()
+            for raw, attempt in got:
+                self._ledger.opened(raw)
+                events.emit(EventKind.JOB_CLAIMED, raw=raw, attempt=attempt)
+                self._handoff.put_nowait((raw, attempt, epoch))
+
+    async def _claim(self, want: int) -> tuple[list[tuple[bytes, int]], bytes]:
+        """Claim up to `want` jobs; if none is queued, block up to POLL_INTERVAL for one.
+
+        Returns the (job, attempt) pairs and the epoch they were claimed under.
+        """
+        ctx, liveness = self._ctx, self._liveness
+        poll_s = ctx.settings.poll_interval_s
+        epoch = liveness.epoch
+        try:
+            got = await ctx.store.claim(ctx.id, want, epoch=epoch)
+        except EpochChanged:
+            await liveness.data_lost(epoch)
+            return [], liveness.epoch
+        if got:
+            return got, epoch
+        started = monotonic()
+        raw = await ctx.store.claim_blocking(ctx.id, poll_s)
+        if raw is None:
+            if monotonic() - started < poll_s / 2:
+                # A server whose blocking pop returns at once (fakeredis): don't spin.
+                await asyncio.sleep(min(poll_s, 0.05))
+            return [], epoch
+        epoch = liveness.epoch
+        try:
+            return [(raw, await ctx.store.start(raw, epoch=epoch))], epoch
+        except EpochChanged:  # the job was pushed after Redis lost its data: it is ours
+            await liveness.data_lost(epoch)
+            epoch = liveness.epoch
+            return [(raw, await ctx.store.start(raw, epoch=epoch))], epoch

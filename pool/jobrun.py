@@ -1,0 +1,395 @@
+"""Taking one claimed job to its end: stored, failed, or given back.
+
+`JobRunner.handle` decodes the payload and runs a `JobRun`, the small object that carries one
+job through its attempts: it counts each retry in Redis (the first attempt was counted at
+claim), calls the pool's `before_request` hook before every API request (first attempt and
+retries alike: a rate-limit governor plugs in there), waits between attempts with the one retry
+policy (`pool.retry`), and closes each attempt in the `AttemptLedger` however it ends, so a
+shutdown refunds exactly the attempts that did not run to their end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+
+from loguru import logger
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
+
+from pool.attempts import AttemptLedger
+from pool.clock import monotonic, now_ms
+from pool.deadletters import FailureKind
+from pool.events import EventKind
+from pool.generation import (
+    GeneratedPage,
+    GenerationError,
+    JobFatalError,
+    PageGenerator,
+    PoolFatalError,
+)
+from pool.job import InvalidJob, PageJob, decode_job
+from pool.liveness import Pauser
+from pool.outcomes import OutcomeWriter, PageWrite
+from pool.records import page_record
+from pool.retry import is_retryable, wait_policy
+from pool.runtime import PoolContext, Stopping, error_reason
+from pool.store import EpochChanged
+
+__all__ = ["BeforeRequest", "JobRun", "JobRunner", "no_pacing"]
+
+#: Called before every API request with the job and the attempt number about to run.
+BeforeRequest = Callable[[PageJob, int], Awaitable[None]]
+
+_STARTED_EBOOKS_KEPT = 10_000  # ebooks this process remembers having marked as started
+_CRASHES_TO_POISON = 2  # a job that crashed the pool this often is failed as "poison"
+_RATE_LIMITED = 429
+
+
+async def no_pacing(job: PageJob, attempt: int) -> None:
+    """The default `before_request` hook: every request goes out at once."""
+
+
+class _OutOfAttempts(Exception):
+    def __init__(self, attempts: int) -> None:
+        super().__init__(attempts)
+        self.attempts = attempts
+
+
+def _retryable(exc: BaseException) -> bool:
+    return is_retryable(exc) and not isinstance(exc, _OutOfAttempts | EpochChanged)
+
+
+class JobRunner:
+    """Runs claimed jobs to their end, for the workers of one pool process.
+
+    Args:
+        ctx: the pool's shared parts.
+        generator: writes the pages.
+        outcomes: records what became of each job.
+        ledger: the open attempts.
+        pauser: a `PoolFatalError` pauses the pool through it.
+        before_request: the hook run before every API request.
+    """
+
+    def __init__(
+        self,
+        ctx: PoolContext,
+        *,
+        generator: PageGenerator,
+        outcomes: OutcomeWriter,
+        ledger: AttemptLedger,
+        pauser: Pauser,
+        before_request: BeforeRequest = no_pacing,
+    ) -> None:
+        self.ctx = ctx
+        self.generator = generator
+        self.outcomes = outcomes
+        self.ledger = ledger
+        self.pauser = pauser
+        self.before_request = before_request
+        self.wait = wait_policy(ctx.settings.retry_backoff_s, ctx.settings.retry_backoff_max_s)
+        self._started_ebooks: OrderedDict[str, None] = OrderedDict()
+
+    def forget_started_ebooks(self) -> None:
+        """Redis lost its data: every ebook must be marked as started again."""
+        self._started_ebooks.clear()
+
+    def decode(self, raw: bytes) -> PageJob:
+        """The job in `raw` (raises `InvalidJob`)."""
+        return decode_job(raw, max_bytes=self.ctx.settings.max_job_bytes)
+
+    async def handle(self, n: int, raw: bytes, claimed_attempt: int, epoch: bytes) -> None:
+        """Run a claimed job to its end: stored, failed, or given back.
+
+        Args:
+            n: the worker's number, for the log.
+            raw: the job's exact payload.
+            claimed_attempt: the attempt number counted when the job was claimed.
+            epoch: the epoch marker the job was claimed under.
+        """
+        try:
+            job = self.decode(raw)
+        except InvalidJob as exc:
+            self.ledger.ended(raw)
+            await self.outcomes.fail(
+                raw, None, reason=f"invalid job: {exc}", kind="invalid", attempts=0,
+                epoch=epoch, ids=exc.ids,
+            )  # fmt: skip
+            logger.warning("[Worker-{}] Invalid job sent to the failed list: {}", n, exc)
+            return
+        if self.pauser.paused:  # claimed just before the pause: hand it back untouched
+            await self.outcomes.give_back(raw, refund=self.ledger.ended(raw))
+            return
+        self._note_started(job, epoch)
+        await JobRun(
+            self, n=n, raw=raw, job=job, claimed_attempt=claimed_attempt, epoch=epoch
+        ).run()
+
+    async def crashed(self, n: int, raw: bytes, epoch: bytes, exc: Exception) -> None:
+        """Handling `raw` raised where no failure of a page can: a bug, or a payload that breaks
+        the pool. The first time the job goes back to the queue; the second it fails as
+        "poison", so no job can keep a worker in a crash loop."""
+        refund = self.ledger.ended(raw)
+        try:
+            crashes = await self.ctx.guard.persist(self.ctx.store.note_crash, raw)
+        except Exception:
+            crashes = _CRASHES_TO_POISON
+        if crashes < _CRASHES_TO_POISON:
+            logger.opt(exception=exc).error(
+                "[Worker-{}] Crashed on a job ({}); gave it back to the queue", n, error_reason(exc)
+            )
+            await self.outcomes.give_back(raw, refund=refund)
+            return
+        reason = f"the pool crashed on this job {crashes} times: {error_reason(exc)}"
+        try:
+            job: PageJob | None = self.decode(raw)
+        except InvalidJob:
+            job = None
+        await self.outcomes.fail(raw, job, reason=reason, kind="poison", attempts=0, epoch=epoch)
+        logger.error("[Worker-{}] Failed job as poison: {}", n, reason)
+
+    def _note_started(self, job: PageJob, epoch: bytes) -> None:
+        """Mark the ebook as started, once per ebook per process (bounded memory)."""
+        if job.ebook_id in self._started_ebooks:
+            self._started_ebooks.move_to_end(job.ebook_id)
+            return
+        self._started_ebooks[job.ebook_id] = None
+        if len(self._started_ebooks) > _STARTED_EBOOKS_KEPT:
+            self._started_ebooks.popitem(last=False)
+        self.ctx.spawn(self._mark_started(job, epoch, now_ms()))
+
+    async def _mark_started(self, job: PageJob, epoch: bytes, at_ms: int) -> None:
+        ctx = self.ctx
+        try:
+            await ctx.guard.persist(
+                ctx.store.mark_started,
+                ebook_id=job.ebook_id,
+                total=job.total_pages,
+                now_ms=at_ms,
+                epoch=epoch,
+            )
+        except Exception as exc:  # a status the app wrote with another type: the page goes on
+            logger.warning(
+                f"[Worker Pool] Could not mark ebook {job.ebook_id} as started: {error_reason(exc)}"
+            )
+
+
+class JobRun:
+    """One job's way through its attempts; the state they share lives here, not in closures.
+
+    Attributes:
+        attempt: the number of the attempt running or last run (0 before the first).
+        next_attempt: the number Redis counted for the next attempt, if already counted (the
+            first attempt is counted at claim; each retry is counted when it starts).
+    """
+
+    __slots__ = (
+        "_replay",
+        "attempt",
+        "epoch",
+        "job",
+        "log",
+        "max_attempts",
+        "n",
+        "next_attempt",
+        "raw",
+        "runner",
+        "started",
+        "where",
+    )
+
+    def __init__(
+        self,
+        runner: JobRunner,
+        *,
+        n: int,
+        raw: bytes,
+        job: PageJob,
+        claimed_attempt: int,
+        epoch: bytes,
+    ) -> None:
+        self.runner = runner
+        self.n = n
+        self.raw = raw
+        self.job = job
+        self.epoch = epoch
+        self.max_attempts = runner.ctx.settings.max_attempts
+        self.attempt = 0
+        self.next_attempt: int | None = claimed_attempt
+        self.started = monotonic()
+        self.log = logger.bind(
+            worker=n, ebook_id=job.ebook_id, page_index=job.page_index, job_id=job.id
+        )
+        self.where = f"EbookID={job.ebook_id}, PageIndex={job.page_index}"
+        self._replay: Exception | None = None
+
+    async def run(self) -> None:
+        """All attempts, then the outcome: stored (in the background), failed or given back."""
+        outcomes, n, raw, log = self.runner.outcomes, self.n, self.raw, self.log
+        try:
+            page = await self._all_attempts()
+        except Stopping:
+            await outcomes.give_back(raw, refund=False)
+            raise
+        except EpochChanged:
+            log.warning("[Worker-{}] Dropped {}: Redis lost its data while it ran", n, self.where)
+        except _OutOfAttempts as exc:
+            reason = (
+                f"gave up: {exc.attempts} attempts were started and none finished "
+                "(the process running it died or was stopped each time)"
+            )
+            await self._fail(reason, "exhausted", exc.attempts)
+            log.error("[Worker-{}] Failed job: {}: {}", n, self.where, reason)
+        except PoolFatalError as exc:
+            await outcomes.give_back(raw, refund=True)  # not the job's fault
+            self.runner.pauser.pause(exc)
+        except JobFatalError as exc:
+            await self._fail(error_reason(exc), "fatal", self.attempt)
+            log.error(
+                "[Worker-{}] Failed job: {} (not retryable): {}", n, self.where, error_reason(exc)
+            )
+        except Exception as exc:
+            await self._fail(error_reason(exc), "exhausted", self.attempt)
+            log.error(
+                "[Worker-{}] Failed job: {} after {} attempts: {}",
+                n, self.where, self.attempt, error_reason(exc),
+            )  # fmt: skip
+        else:
+            self._store(page)
+
+    async def _fail(self, reason: str, kind: FailureKind, attempts: int) -> None:
+        await self.runner.outcomes.fail(
+            self.raw, self.job, reason=reason, kind=kind, attempts=attempts, epoch=self.epoch
+        )
+
+    def _store(self, page: GeneratedPage) -> None:
+        # The worker moves on while its page is stored: the job stays in this process's
+        # processing list until the write lands, so a crash before that loses nothing.
+        duration_s = monotonic() - self.started
+        now = now_ms()
+        ctx = self.runner.ctx
+        page_json = page_record(
+            self.job, page, attempts=self.attempt, duration_s=duration_s, now_ms=now, pool_id=ctx.id
+        )
+        self.runner.outcomes.store_page_soon(
+            PageWrite(
+                n=self.n,
+                raw=self.raw,
+                job=self.job,
+                page_json=page_json,
+                epoch=self.epoch,
+                now=now,
+                attempts=self.attempt,
+                tokens=page.completion_tokens,
+                duration_s=duration_s,
+            )
+        )
+
+    async def _all_attempts(self) -> GeneratedPage:
+        # Most pages succeed at once, and entering a tenacity loop costs a third of a
+        # no-op page; so the first attempt runs bare. If it fails retryably, tenacity
+        # takes over from the start: its first "call" re-raises that failure, so the
+        # policy (wait, Retry-After, stop) is exactly the one every attempt gets.
+        try:
+            return await self._one_attempt()
+        except Exception as exc:
+            if not _retryable(exc) or self.attempt >= self.max_attempts:
+                raise
+            self._replay = exc
+        retrying = AsyncRetrying(
+            stop=self._spent,
+            wait=self.runner.wait,
+            retry=retry_if_exception(_retryable),
+            reraise=True,
+            sleep=self._sleep_or_stop,
+            before_sleep=self._before_sleep,
+        )
+        return await retrying(self._replay_then_attempt)
+
+    async def _replay_then_attempt(self) -> GeneratedPage:
+        if self._replay is not None:
+            failure, self._replay = self._replay, None
+            raise failure
+        return await self._one_attempt()
+
+    def _spent(self, _: RetryCallState) -> bool:
+        return self.attempt >= self.max_attempts
+
+    async def _sleep_or_stop(self, seconds: float) -> None:
+        if await self.runner.ctx.sleep_or_stop(seconds):
+            raise Stopping
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        wait_s = state.upcoming_sleep
+        self.log.warning(
+            "[Worker-{}] Attempt {}/{} failed for {}: {}; retrying in {:.2f}s",
+            self.n, self.attempt, self.max_attempts, self.where, error_reason(exc), wait_s,
+        )  # fmt: skip
+        self.runner.ctx.events.emit(
+            EventKind.JOB_RETRIED, raw=self.raw, worker=self.n, attempt=self.attempt,
+            wait_s=wait_s, reason=error_reason(exc), job=self.job,
+        )  # fmt: skip
+
+    async def _one_attempt(self) -> GeneratedPage:
+        runner, raw = self.runner, self.raw
+        if self.next_attempt is None:  # a retry: count it (the first was counted at claim)
+            ctx = runner.ctx
+            self.next_attempt = await ctx.guard.persist(ctx.store.start, raw, epoch=self.epoch)
+            runner.ledger.opened(raw)
+        self.attempt, self.next_attempt = self.next_attempt, None
+        if self.attempt > self.max_attempts:
+            runner.ledger.ended(raw)
+            raise _OutOfAttempts(self.attempt - 1)
+        self.log.info(
+            "[Worker-{}] Processing job: EbookID={}, PageIndex={} (Attempt {}/{})",
+            self.n, self.job.ebook_id, self.job.page_index, self.attempt, self.max_attempts,
+        )  # fmt: skip
+        return await self._generate()
+
+    async def _generate(self) -> GeneratedPage:
+        """One API request: the `before_request` hook, then one attempt bounded by
+        GENERATION_TIMEOUT even if the generator ignores it. Closes the attempt in the ledger
+        however it ends, except when cancelled (release() refunds an interrupted attempt)."""
+        runner, raw = self.runner, self.raw
+        events = runner.ctx.events
+        timeout_s = runner.ctx.settings.generation_timeout_s
+        if runner.before_request is not no_pacing:  # skip a no-op await on the hot path
+            try:
+                await runner.before_request(self.job, self.attempt)
+            except Exception:  # no request was made; the attempt ends here
+                runner.ledger.ended(raw)
+                raise
+        started = monotonic()
+        try:
+            async with asyncio.timeout(timeout_s + 1.0):
+                page = await runner.generator.generate(self.job, timeout_s=timeout_s)
+        except asyncio.CancelledError:
+            raise  # still unfinished: release() refunds this interrupted attempt
+        except BaseException as exc:
+            runner.ledger.ended(raw)
+            if isinstance(exc, TimeoutError):
+                exc = TimeoutError(f"generation timed out after {timeout_s:.0f}s")
+            usage = exc if isinstance(exc, GenerationError) else None
+            events.emit(
+                EventKind.REQUEST_ENDED, raw=raw, worker=self.n, attempt=self.attempt,
+                reason=error_reason(exc), job=self.job, latency_s=monotonic() - started,
+                prompt_tokens=usage.prompt_tokens if usage else None,
+                completion_tokens=usage.completion_tokens if usage else None,
+            )  # fmt: skip
+            if isinstance(exc, GenerationError) and exc.status == _RATE_LIMITED:
+                events.emit(
+                    EventKind.JOB_RATE_LIMITED, raw=raw, worker=self.n, attempt=self.attempt,
+                    wait_s=exc.retry_after_s, reason=exc.reason, job=self.job,
+                )  # fmt: skip
+            if isinstance(exc, TimeoutError):
+                raise exc from None
+            raise
+        runner.ledger.ended(raw)
+        events.emit(
+            EventKind.REQUEST_ENDED, raw=raw, worker=self.n, attempt=self.attempt, job=self.job,
+            latency_s=monotonic() - started, prompt_tokens=page.prompt_tokens,
+            completion_tokens=page.completion_tokens,
+        )  # fmt: skip
+        return page

@@ -1,0 +1,191 @@
+"""Writing a job's outcome: its page stored, its failed entry, or the job given back.
+
+Outcome writes wait out Redis outages (through the pool's `RedisGuard`) and are shielded from
+cancellation, so a worker stopped at shutdown still records what it finished. The shutdown waits
+for them (`drain`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from loguru import logger
+
+from pool.clock import now_ms
+from pool.deadletters import FailureKind, failed_entry
+from pool.events import EventKind
+from pool.job import JobIds, PageJob
+from pool.outage import wait_reason
+from pool.runtime import PoolContext, error_reason
+
+__all__ = ["OutcomeWriter", "PageWrite"]
+
+T = TypeVar("T")
+
+#: Called when storing a page was refused (not an outage): handled like a crash on the job.
+OnRefused = Callable[[int, bytes, bytes, Exception], Awaitable[None]]
+
+
+class PageWrite:
+    """A finished page waiting to be stored: what `OutcomeWriter.store_page` writes and logs."""
+
+    __slots__ = ("attempts", "duration_s", "epoch", "job", "n", "now", "page_json", "raw", "tokens")
+
+    def __init__(
+        self,
+        *,
+        n: int,
+        raw: bytes,
+        job: PageJob,
+        page_json: bytes,
+        epoch: bytes,
+        now: int,
+        attempts: int,
+        tokens: int,
+        duration_s: float,
+    ) -> None:
+        self.n = n
+        self.raw = raw
+        self.job = job
+        self.page_json = page_json
+        self.epoch = epoch
+        self.now = now
+        self.attempts = attempts
+        self.tokens = tokens
+        self.duration_s = duration_s
+
+
+class OutcomeWriter:
+    """Stores pages, fails jobs and gives them back, for one pool process.
+
+    Args:
+        ctx: the pool's shared parts.
+        on_refused: called (as a task) when Redis refused to store a finished page.
+    """
+
+    def __init__(self, ctx: PoolContext, *, on_refused: OnRefused) -> None:
+        self._ctx = ctx
+        self._on_refused = on_refused
+        self.writes: set[asyncio.Task[object]] = set()
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait up to `timeout_s` for the writes still running."""
+        if self.writes:
+            await asyncio.wait(self.writes, timeout=max(0.1, timeout_s))
+
+    def store_page_soon(self, write: PageWrite) -> None:
+        """Store a finished page without waiting for it; `drain` waits for it.
+
+        The job stays in this process's processing list until the write lands, so a crash
+        before that loses nothing.
+        """
+        task = asyncio.ensure_future(self.store_page(write))
+        self.writes.add(task)
+        task.add_done_callback(functools.partial(self._write_done, write=write))
+
+    async def store_page(self, w: PageWrite) -> None:
+        """Write a finished page (waiting out Redis outages), then count and log it."""
+        ctx, job = self._ctx, w.job
+        new = await ctx.guard.persist(
+            ctx.store.complete,
+            ctx.id,
+            w.raw,
+            ebook_id=job.ebook_id,
+            page_index=job.page_index,
+            total=job.total_pages,
+            page_json=w.page_json,
+            now_ms=w.now,
+            epoch=w.epoch,
+        )
+        log = logger.bind(
+            worker=w.n, ebook_id=job.ebook_id, page_index=job.page_index, job_id=job.id
+        )
+        if new is None:
+            log.warning(
+                "[Worker-{}] Dropped EbookID={}, PageIndex={}: Redis lost its data while it ran",
+                w.n, job.ebook_id, job.page_index,
+            )  # fmt: skip
+            return
+        ctx.events.emit(
+            EventKind.JOB_SUCCEEDED, raw=w.raw, worker=w.n, attempt=w.attempts,
+            duration_s=w.duration_s, job=job, completion_tokens=w.tokens,
+        )  # fmt: skip
+        log.info(
+            "[Worker-{}] Completed job: EbookID={}, PageIndex={} in {:.1f}s ({} tokens, attempt {})",
+            w.n, job.ebook_id, job.page_index, w.duration_s, w.tokens, w.attempts,
+        )  # fmt: skip
+
+    async def fail(
+        self,
+        raw: bytes,
+        job: PageJob | None,
+        *,
+        reason: str,
+        kind: FailureKind,
+        attempts: int,
+        epoch: bytes,
+        ids: JobIds | None = None,
+    ) -> None:
+        """Move a job to the failed list (waiting out Redis outages), then count it.
+
+        If updating the ebook's status is refused (say the app wrote one of its keys with
+        another type), the job still goes to the failed list, without the status.
+        """
+        ctx = self._ctx
+        now = now_ms()
+        entry = failed_entry(
+            raw, job, reason=reason, kind=kind, attempts=attempts, now_ms=now,
+            pool_id=ctx.id, max_bytes=ctx.settings.max_job_bytes, ids=ids,
+        )  # fmt: skip
+
+        async def write(with_status: bool) -> bool:
+            return await ctx.guard.persist(
+                ctx.store.fail, ctx.id, raw, entry=entry, now_ms=now, epoch=epoch,
+                with_status=with_status,
+            )  # fmt: skip
+
+        try:
+            written = await self._shielded(write(True))
+        except Exception as exc:
+            if wait_reason(exc) is not None:
+                raise
+            logger.error(f"[Worker Pool] Could not update an ebook's status: {error_reason(exc)}")
+            written = await self._shielded(write(False))
+        if written:
+            ctx.events.emit(
+                EventKind.JOB_FAILED, raw=raw, attempt=attempts, reason=reason, job=job,
+                error_type=kind,
+            )  # fmt: skip
+
+    async def give_back(self, raw: bytes, *, refund: bool) -> None:
+        """Return a claimed job to the queue, without waiting out an outage."""
+        try:
+            # If Redis is down the job stays in our processing list: release() or the reaper
+            # returns it later. Never wait here: this runs on the way out.
+            await self._ctx.store.give_back(self._ctx.id, raw, refund=refund)
+        except Exception as exc:
+            if wait_reason(exc) is None:
+                logger.error(f"[Worker Pool] Could not give a job back: {error_reason(exc)}")
+
+    async def _shielded(self, write: Awaitable[T]) -> T:
+        task = asyncio.ensure_future(write)
+        self.writes.add(task)
+        task.add_done_callback(self.writes.discard)
+        return await asyncio.shield(task)
+
+    def _write_done(self, task: asyncio.Task[None], *, write: PageWrite) -> None:
+        self.writes.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None:
+            return
+        if not isinstance(exc, Exception) or wait_reason(exc) is not None:
+            # Redis stayed down past the shutdown deadline: the job is still in our
+            # processing list, and release() or the reaper returns it.
+            return
+        # Storing the page was refused: handled like a crash on the job (twice = poison).
+        self._ctx.spawn(self._on_refused(write.n, write.raw, write.epoch, exc))

@@ -1,0 +1,250 @@
+"""The queue in Redis: claim, start, complete and give back page jobs, and reap the dead.
+
+Every multi-key step is one Lua script, so a crash between two commands can never leave a job
+half-moved. A claimed job sits in this process's processing list until the script that
+completes, fails or gives it back removes it; the reaper returns the processing list of a
+process whose heartbeat expired to the queue. That is the whole "never lose a page" argument.
+
+The queue is a list: producers LPUSH, the pool takes from the right end, and jobs given back go
+onto the right end again so they are next.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, cast
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from pool.batch import ScriptBatcher
+from pool.keys import Keys
+from pool.records import json_bytes
+from pool.scripts import LOST, Scripts
+
+__all__ = ["EpochChanged", "QueueStore"]
+
+
+class EpochChanged(Exception):
+    """Redis's epoch marker is not the one this process knows: Redis lost its data."""
+
+
+class QueueStore:
+    """The queue and process operations (a part of `pool.store.Store`)."""
+
+    redis: Redis
+    keys: Keys
+    _scripts: Scripts
+    _batch: ScriptBatcher
+
+    # --- claiming -------------------------------------------------------------------------
+
+    async def init_epoch(self, token: bytes) -> bytes:
+        """Set the epoch marker to `token` unless there is one; return the marker in force."""
+        return _bytes(await self._scripts.init_epoch(keys=[self.keys.epoch], args=[token]))
+
+    async def claim(self, pool_id: str, count: int, *, epoch: bytes) -> list[tuple[bytes, int]]:
+        """Move up to `count` jobs into the processing list of `pool_id`, without waiting.
+
+        Each job's attempt is counted as it is claimed. Returns (job, attempt number) pairs.
+
+        Raises:
+            EpochChanged: Redis lost its data since this process read `epoch`; nothing moved.
+        """
+        flat = await self._scripts.claim(
+            keys=[
+                self.keys.queue,
+                self.keys.processing(pool_id),
+                self.keys.attempts,
+                self.keys.epoch,
+            ],
+            args=[count, epoch],
+        )
+        if len(flat) % 2:
+            raise EpochChanged
+        return [(_bytes(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+    async def claim_blocking(self, pool_id: str, timeout_s: float) -> bytes | None:
+        """Wait up to `timeout_s` for one job and move it into the processing list.
+
+        Its attempt is not counted yet: call `start` next.
+        """
+        # Redis takes a fractional timeout; redis-py's annotation says int.
+        item = await self.redis.blmove(
+            self.keys.queue, self.keys.processing(pool_id), cast(int, timeout_s), "RIGHT", "LEFT"
+        )
+        return None if item is None else _bytes(item)
+
+    # --- one job's life -------------------------------------------------------------------
+
+    async def start(self, raw: bytes, *, epoch: bytes) -> int:
+        """Count one more attempt of a claimed job (in Redis, so it survives crashes).
+
+        Returns the number of the attempt now starting, 1-based.
+
+        Raises:
+            EpochChanged: Redis lost its data since this process read `epoch`.
+        """
+        n = int(
+            await self._batch.call(
+                self._scripts.start, [self.keys.attempts, self.keys.epoch], [raw, epoch]
+            )
+        )
+        if n == LOST:
+            raise EpochChanged
+        return n
+
+    async def note_crash(self, raw: bytes) -> int:
+        """Count one more crash of the pool on this job; returns how many so far."""
+        return int(await self.redis.hincrby(self.keys.crashes, cast(str, raw), 1))
+
+    async def complete(
+        self,
+        pool_id: str,
+        raw: bytes,
+        *,
+        ebook_id: str,
+        page_index: int,
+        total: int,
+        page_json: bytes,
+        now_ms: int,
+        epoch: bytes,
+    ) -> bool | None:
+        """Store a finished page and release its job.
+
+        Returns True if the page is new, False if it was already stored, None if the job was
+        claimed before Redis lost its data (nothing written).
+        """
+        new = await self._batch.call(
+            self._scripts.complete,
+            [
+                self.keys.processing(pool_id),
+                self.keys.queue,
+                self.keys.pages(ebook_id),
+                self.keys.status(ebook_id),
+                self.keys.page_errors(ebook_id),
+                self.keys.attempts,
+                self.keys.crashes,
+                self.keys.epoch,
+            ],
+            [raw, page_index, page_json, total, now_ms, epoch],
+        )
+        return None if new == LOST else bool(new)
+
+    async def give_back(self, pool_id: str, raw: bytes, *, refund: bool) -> bool:
+        """Return a claimed job to the head of the queue; `refund` un-counts its last attempt."""
+        moved = await self._scripts.give_back(
+            keys=[self.keys.processing(pool_id), self.keys.queue, self.keys.attempts],
+            args=[raw, "1" if refund else ""],
+        )
+        return bool(moved)
+
+    # --- the process's life ---------------------------------------------------------------
+
+    async def heartbeat(self, pool_id: str, snapshot: dict[str, Any], ttl_ms: int) -> bytes | None:
+        """Say this process is alive for `ttl_ms`, with a snapshot for `ebook-pool stats`.
+
+        Returns the epoch marker (None if there is none), so a loss of data is noticed.
+        """
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(self.keys.heartbeat(pool_id), json_bytes(snapshot), px=ttl_ms)
+            pipe.sadd(self.keys.pools, pool_id)
+            pipe.get(self.keys.epoch)
+            *_, epoch = await pipe.execute()
+        return None if epoch is None else _bytes(epoch)
+
+    async def release(self, pool_id: str, *, refund: Sequence[bytes] = ()) -> int:
+        """Give back every job this process holds and unregister it. Returns how many.
+
+        `refund` lists the jobs whose last counted attempt did not run to its end.
+        """
+        n = await self._scripts.release(
+            keys=[
+                self.keys.processing(pool_id),
+                self.keys.queue,
+                self.keys.attempts,
+                self.keys.heartbeat(pool_id),
+                self.keys.pools,
+            ],
+            args=[pool_id, *refund],
+        )
+        return int(n)
+
+    async def reap(self, *, exclude: str | None = None, min_uptime_s: float = 0) -> dict[str, int]:
+        """Return the jobs of every registered process whose heartbeat expired to the queue.
+
+        A heartbeat also expires while Redis itself is down (its key's TTL runs out across a
+        restart), so nothing is reaped while Redis has been up for less than `min_uptime_s`:
+        the live processes get that long to beat again.
+
+        Returns pool id → jobs given back, for the processes reaped.
+        """
+        members = [_text(m) for m in await self.redis.smembers(self.keys.pools)]
+        candidates = [m for m in members if m != exclude]
+        if not candidates:
+            return {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for m in candidates:
+                pipe.exists(self.keys.heartbeat(m))
+            alive = await pipe.execute()
+        if all(alive):
+            return {}
+        if min_uptime_s > 0:
+            info = await self.redis.info("server")
+            if float(info.get("uptime_in_seconds", min_uptime_s)) < min_uptime_s:
+                return {}
+        reaped = {}
+        for pool_id, is_alive in zip(candidates, alive, strict=True):
+            if is_alive:
+                continue
+            n = await self._scripts.reap(
+                keys=[
+                    self.keys.heartbeat(pool_id),
+                    self.keys.processing(pool_id),
+                    self.keys.queue,
+                    self.keys.pools,
+                ],
+                args=[pool_id],
+            )
+            if int(n) >= 0:
+                reaped[pool_id] = int(n)
+        return reaped
+
+    async def queue_depth(self) -> int:
+        """How many jobs wait in the queue."""
+        return int(await self.redis.llen(self.keys.queue))
+
+    async def eviction_policy(self) -> str | None:
+        """Redis's maxmemory-policy, or None if the server does not say (INFO disabled)."""
+        try:
+            info = await self.redis.info("memory")
+        except ResponseError:
+            return None
+        policy = info.get("maxmemory_policy")
+        return _text(policy) if isinstance(policy, bytes | str) else None
+
+    async def live_pools(self) -> dict[str, dict[str, Any]]:
+        """Pool id → last heartbeat snapshot, for every registered process still alive."""
+        members = sorted(_text(m) for m in await self.redis.smembers(self.keys.pools))
+        if not members:
+            return {}
+        values = await self.redis.mget([self.keys.heartbeat(m) for m in members])
+        return {m: json.loads(v) for m, v in zip(members, values, strict=True) if v is not None}
+
+    async def in_flight(self, pool_ids: Sequence[str]) -> int:
+        """Jobs held in the processing lists of these processes."""
+        if not pool_ids:
+            return 0
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for pool_id in pool_ids:
+                pipe.llen(self.keys.processing(pool_id))
+            return sum(await pipe.execute())
+
+
+def _bytes(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

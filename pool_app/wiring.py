@@ -1,0 +1,112 @@
+"""The one place that builds the real parts from settings: the generator, the Redis client and
+the pool. `ebook-pool run`, the demo and the bench use it, so each runs what production runs."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from redis.asyncio import Redis
+
+from pool.config import PoolSettings
+from pool.connections import pool_redis
+from pool.generation import PageGenerator
+from pool.shared import ConfigError, mask_url
+from pool.worker import Pool
+
+if TYPE_CHECKING:  # the generator (and the openai SDK) is imported only when one is built
+    from generator import GeneratorSettings, OpenAIPageGenerator
+
+__all__ = [
+    "build_generator",
+    "build_pool",
+    "check_credentials",
+    "describe_generator",
+    "secrets_of",
+]
+
+
+def build_pool(settings: PoolSettings, generator: PageGenerator) -> tuple[Redis, Pool]:
+    """The pool's Redis client (a blocking pool sized from CONCURRENT_WORKERS) and the pool.
+
+    The caller runs the pool and closes the client.
+    """
+    redis = pool_redis(settings)
+    return redis, Pool(redis=redis, generator=generator, settings=settings)
+
+
+def build_generator(
+    settings: GeneratorSettings,
+    *,
+    workers: int,
+    base_url: str | None = None,
+    api_key: str | None = None,
+) -> OpenAIPageGenerator:
+    """The OpenAI page generator from settings.
+
+    A server given by OPENAI_BASE_URL (or `base_url`) may need no key: a placeholder is sent.
+
+    Args:
+        workers: CONCURRENT_WORKERS; the HTTP connection pool gets one connection per worker.
+
+    Raises:
+        ConfigError: no key and no base URL, or a bad prompt template.
+    """
+    from generator import OpenAIPageGenerator
+
+    check_credentials(settings, base_url=base_url, api_key=api_key)
+    if api_key is None and settings.openai_api_key is None:
+        api_key = "no-key"
+    return OpenAIPageGenerator.from_settings(
+        settings, api_key=api_key, base_url=base_url, max_connections=workers
+    )
+
+
+def check_credentials(
+    settings: GeneratorSettings, *, base_url: str | None = None, api_key: str | None = None
+) -> None:
+    """The one check that the generator can authenticate: a key, or a server that needs none.
+
+    Raises:
+        ConfigError: neither an API key nor a base URL.
+    """
+    has_key = api_key is not None or settings.openai_api_key is not None
+    if not has_key and base_url is None and settings.openai_base_url is None:
+        raise ConfigError(
+            "OPENAI_API_KEY: not set (set it, or OPENAI_BASE_URL for a server that needs no "
+            "key; `ebook-pool demo` runs without either)"
+        )
+
+
+def describe_generator(settings: GeneratorSettings, *, base_url: str | None = None) -> str:
+    """Model, API and key of the generator for the start-up log line, the key masked."""
+    url = base_url or settings.openai_base_url
+    key = "set (***)" if settings.openai_api_key is not None else "not set"
+    return (
+        f"model={settings.openai_model}, "
+        f"base URL={mask_url(url) if url else 'OpenAI (default)'}, API key {key}, "
+        f"max tokens={settings.openai_max_tokens}, temperature={settings.openai_temperature}"
+    )
+
+
+def secrets_of(settings: PoolSettings, gen_settings: GeneratorSettings | None) -> list[str]:
+    """The values the logs must never show: API key, REDIS_PASSWORD, the dashboard token and
+    URL passwords."""
+    values = [_password(settings.redis_url)]
+    if settings.redis_password is not None:
+        values.append(settings.redis_password.get_secret_value())
+    if settings.dashboard_token is not None:
+        values.append(settings.dashboard_token.get_secret_value())
+    if gen_settings is not None:
+        if gen_settings.openai_api_key is not None:
+            values.append(gen_settings.openai_api_key.get_secret_value())
+        if gen_settings.openai_base_url is not None:
+            values.append(_password(gen_settings.openai_base_url))
+    return [v for v in values if v]
+
+
+def _password(url: str) -> str | None:
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None

@@ -289,7 +289,7 @@ async def test_prompt_over_the_context_window_is_job_fatal(
     sim: Simulator, generator: OpenAIPageGenerator
 ) -> None:
     """A prompt plus max_tokens over the model's window → 400 context_length_exceeded."""
-    sim.update(context_window=1_000)
+    sim.update(context_window=300)  # below the prompt plus the page's sized max_tokens
     err = await fail(generator, make_job())
     assert isinstance(err, JobFatalError)
     assert (err.status, err.code) == (400, "context_length_exceeded")

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pydantic.alias_generators import to_camel
+
 from pool.clock import iso
 from pool.deadletters import FailedEntry
 from pool.ebooks import EbookStatus
@@ -104,13 +106,24 @@ def pools_report_data(
     failed: int,
     pools: Mapping[str, Mapping[str, Any]],
 ) -> dict[str, Any]:
-    """The queue's counters and every live pool process's last heartbeat."""
+    """The queue's counters and every live pool process's last heartbeat (camelCase, like the
+    rest of the wire: `pool.wire.PoolStats`; the heartbeat itself stores snake_case)."""
     return {
         "queueDepth": queue_depth,
         "inFlight": in_flight,
         "failed": failed,
-        "pools": [dict(snapshot, id=pool_id) for pool_id, snapshot in pools.items()],
+        "pools": [_camel_snapshot(snapshot, pool_id) for pool_id, snapshot in pools.items()],
     }
+
+
+# Heartbeat keys whose camelCase would hide the unit ("uptimeS").
+_SNAPSHOT_NAMES = {"uptime_s": "uptimeSeconds", "p50_s": "p50Seconds", "p95_s": "p95Seconds"}
+
+
+def _camel_snapshot(snapshot: Mapping[str, Any], pool_id: str) -> dict[str, Any]:
+    out = {_SNAPSHOT_NAMES.get(key, to_camel(key)): value for key, value in snapshot.items()}
+    out["id"] = pool_id
+    return out
 
 
 def format_pools_report(data: Mapping[str, Any]) -> str:
@@ -131,8 +144,8 @@ def format_pools_report(data: Mapping[str, Any]) -> str:
                 _cell(p.get("processed")),
                 _cell(p.get("success")),
                 _cell(p.get("failed")),
-                _rate(p.get("pages_per_min")),
-                _uptime(p.get("uptime_s")),
+                _rate(p.get("pagesPerMin")),
+                _uptime(p.get("uptimeSeconds")),
                 f"PAUSED: {p['paused']}" if p.get("paused") else "running",
             )
             for p in pools

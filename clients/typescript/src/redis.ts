@@ -52,7 +52,9 @@ export function fromIoredis(client: IoredisLike): RedisAdapter {
     lrange: (key, start, stop) => client.lrange(key, start, stop),
     eval: (script, keys, args) => client.eval(script, keys.length, ...keys, ...args),
     async multi(commands) {
-      const replies = await client.multi(commands).exec();
+      // ioredis looks commands up by their lowercase method names.
+      const named = commands.map(([name = "", ...args]) => [name.toLowerCase(), ...args]);
+      const replies = await client.multi(named).exec();
       if (replies === null) throw new Error("MULTI was aborted");
       return replies.map(([error, reply]) => {
         if (error) throw error;

@@ -53,6 +53,7 @@ from pool_app.reports import (
     format_pools_report,
     format_status,
     pools_report_data,
+    pools_report_json,
     status_data,
 )
 from pool_app.supervisor import resolve_processes, run_supervisor
@@ -445,7 +446,10 @@ def _cmd_stats(args: argparse.Namespace) -> int:
             failed=await store.failed_count(),
             pools=pools,
         )
-        print(json.dumps(data, ensure_ascii=False) if args.json else format_pools_report(data))
+        if args.json:
+            print(json.dumps(pools_report_json(data), ensure_ascii=False))
+        else:
+            print(format_pools_report(data))
         return EXIT_OK
 
     return _one_shot(work)

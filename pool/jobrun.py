@@ -32,6 +32,7 @@ from pool.generation import (
 )
 from pool.job import InvalidJob, PageJob, decode_job
 from pool.liveness import Pauser
+from pool.logs import page_line_wanted
 from pool.outcomes import OutcomeWriter, PageWrite
 from pool.records import page_record
 from pool.retry import is_retryable, wait_policy
@@ -197,14 +198,12 @@ class JobRun:
         "attempt",
         "epoch",
         "job",
-        "log",
         "max_attempts",
         "n",
         "next_attempt",
         "raw",
         "runner",
         "started",
-        "where",
     )
 
     def __init__(
@@ -226,22 +225,33 @@ class JobRun:
         self.attempt = 0
         self.next_attempt: int | None = claimed_attempt
         self.started = monotonic()
-        self.log = logger.bind(
-            worker=n, ebook_id=job.ebook_id, page_index=job.page_index, job_id=job.id
-        )
-        self.where = f"EbookID={job.ebook_id}, PageIndex={job.page_index}"
         self._replay: Exception | None = None
+
+    # The log context and the page's name are built when a line needs them, not per page.
+    @property
+    def log(self) -> Logger:
+        """The logger bound to this job's ids."""
+        job = self.job
+        return logger.bind(
+            worker=self.n, ebook_id=job.ebook_id, page_index=job.page_index, job_id=job.id
+        )
+
+    @property
+    def where(self) -> str:
+        return f"EbookID={self.job.ebook_id}, PageIndex={self.job.page_index}"
 
     async def run(self) -> None:
         """All attempts, then the outcome: stored (in the background), failed or given back."""
-        outcomes, n, raw, log = self.runner.outcomes, self.n, self.raw, self.log
+        outcomes, n, raw = self.runner.outcomes, self.n, self.raw
         try:
             page = await self._all_attempts()
         except Stopping:
             await outcomes.give_back(raw, refund=False)
             raise
         except EpochChanged:
-            log.warning("[Worker-{}] Dropped {}: Redis lost its data while it ran", n, self.where)
+            self.log.warning(
+                "[Worker-{}] Dropped {}: Redis lost its data while it ran", n, self.where
+            )
         except _OutOfAttempts as exc:
             reason = (
                 f"gave up: {exc.attempts} attempts were started and none finished "
@@ -358,10 +368,13 @@ class JobRun:
         if self.attempt > self.max_attempts:
             runner.ledger.ended(raw)
             raise _OutOfAttempts(self.attempt - 1)
-        self.log.bind(page_line=True, attempt=self.attempt, max_attempts=self.max_attempts).info(
-            "[Worker-{}] Processing job: EbookID={}, PageIndex={} (Attempt {}/{})",
-            self.n, self.job.ebook_id, self.job.page_index, self.attempt, self.max_attempts,
-        )  # fmt: skip
+        if page_line_wanted():
+            self.log.bind(
+                page_line=True, attempt=self.attempt, max_attempts=self.max_attempts
+            ).info(
+                "[Worker-{}] Processing job: EbookID={}, PageIndex={} (Attempt {}/{})",
+                self.n, self.job.ebook_id, self.job.page_index, self.attempt, self.max_attempts,
+            )  # fmt: skip
         return await self._generate()
 
     async def _generate(self) -> GeneratedPage:

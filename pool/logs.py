@@ -45,6 +45,7 @@ __all__ = [
     "configure_logging",
     "flush_page_lines",
     "json_level",
+    "page_line_wanted",
     "reset_logging",
 ]
 
@@ -59,6 +60,7 @@ _SUMMARY_EVERY_S = 10.0  # at most one "lines not shown" summary this often
 _WARNING_NO = logging.WARNING  # loguru's WARNING has the same number as the standard library's
 
 _guard: PageLineGuard | None = None  # the guard of the current sink, for `flush_page_lines`
+_page_lines_shown = True  # whether INFO reaches the sink (False at LOG_LEVEL=WARNING or ERROR)
 
 
 class LogStream(Protocol):
@@ -93,7 +95,7 @@ def configure_logging(
             None: every one.
         clock: seconds on a clock that never jumps, for the guard (tests pass their own).
     """
-    global _guard
+    global _guard, _page_lines_shown
     out = stream if stream is not None else sys.stdout
     masked = tuple(sorted({s for s in secrets if s and len(s) >= _MIN_SECRET_LEN}, key=len))[::-1]
 
@@ -102,6 +104,7 @@ def configure_logging(
 
     logger.remove()
     _guard = None
+    _page_lines_shown = logger.level(level).no <= logging.INFO
     if page_lines_per_s is not None:
         _guard = PageLineGuard(
             page_lines_per_s, keep_as_debug=logger.level(level).no < logging.INFO, clock=clock
@@ -140,13 +143,25 @@ def configure_logging(
 
 def reset_logging() -> None:
     """Back to loguru's default (everything to stderr) and no `logging` routing; for tests."""
-    global _guard
+    global _guard, _page_lines_shown
     _guard = None
+    _page_lines_shown = True
     logger.remove()
     logger.add(sys.stderr)
     root = logging.getLogger()
     for handler in [h for h in root.handlers if isinstance(h, _InterceptHandler)]:
         root.removeHandler(handler)
+
+
+def page_line_wanted() -> bool:
+    """Whether a per-page line would be written now; call sites skip building it otherwise.
+
+    At full speed most page lines are held back or below the level, and building a loguru
+    record (with its bound context) is most of the cost of a no-op page's log line.
+    """
+    if not _page_lines_shown:
+        return False
+    return _guard is None or _guard.room()
 
 
 def flush_page_lines() -> None:
@@ -201,6 +216,21 @@ class PageLineGuard:
         if self.keep_as_debug:
             level_type: Any = type(record["level"])
             record["level"] = level_type(*self._debug)
+            return True
+        if not self._held:
+            self._held_since = now
+        self._held += 1
+        return False
+
+    def room(self) -> bool:
+        """Whether a page line may still pass this second; if not, count it as held back.
+
+        For `page_line_wanted`: a line refused here is never built, and the summary counts it.
+        """
+        if self.keep_as_debug:
+            return True
+        now = self._clock()
+        if now - self._second_started >= 1.0 or self._passed < self.per_s:
             return True
         if not self._held:
             self._held_since = now

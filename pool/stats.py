@@ -28,7 +28,8 @@ class StatsSnapshot(TypedDict):
 class Stats:
     """Counters and recent generation times of one process. Not thread-safe; one event loop.
 
-    The pool subscribes `on_event` to its events; nothing bumps these counters inline.
+    The pool subscribes `on_event` to its events for the counters; nothing bumps them inline.
+    `active` is a gauge the worker loop keeps (pages being worked on right now).
     """
 
     def __init__(self) -> None:
@@ -44,21 +45,12 @@ class Stats:
         return self.success + self.failed
 
     #: The events `on_event` counts (subscribe it to these only).
-    KINDS = (
-        EventKind.JOB_STARTED,
-        EventKind.JOB_ENDED,
-        EventKind.JOB_SUCCEEDED,
-        EventKind.JOB_FAILED,
-    )
+    KINDS = (EventKind.JOB_SUCCEEDED, EventKind.JOB_FAILED)
 
     def on_event(self, event: PoolEvent) -> None:
         """Count what the pool's events say (see `pool.events`)."""
         kind = event.kind
-        if kind is EventKind.JOB_STARTED:
-            self.active += 1
-        elif kind is EventKind.JOB_ENDED:
-            self.active -= 1
-        elif kind is EventKind.JOB_SUCCEEDED:
+        if kind is EventKind.JOB_SUCCEEDED:
             self.record_success(event.duration_s or 0.0)
         elif kind is EventKind.JOB_FAILED:
             self.record_failure()

@@ -226,14 +226,17 @@ class Pool:
 
     async def _work(self, n: int) -> None:
         delay = self.settings.processing_delay_s
-        emit = self.events.emit
+        events, stats = self.events, self.stats
         while True:
             claimed = await self._handoff.get()
             if claimed is None:
                 return
             raw, attempt, epoch = claimed
+            announce = events.wants(EventKind.JOB_STARTED)  # skip building unwanted events
             try:
-                emit(EventKind.JOB_STARTED, raw=raw, worker=n, attempt=attempt)
+                stats.active += 1
+                if announce:
+                    events.emit(EventKind.JOB_STARTED, raw=raw, worker=n, attempt=attempt)
                 try:
                     await self._runner.handle(n, raw, attempt, epoch)
                 except (Stopping, asyncio.CancelledError):
@@ -242,7 +245,9 @@ class Pool:
                     # Not a failure of the page (those are handled) but of the pool on this job.
                     await self._crashed(n, raw, epoch, exc)
                 finally:
-                    emit(EventKind.JOB_ENDED, raw=raw, worker=n)
+                    stats.active -= 1
+                    if announce:
+                        events.emit(EventKind.JOB_ENDED, raw=raw, worker=n)
                 if delay and await self._ctx.sleep_or_stop(delay):
                     return
             except Stopping:

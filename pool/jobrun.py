@@ -369,8 +369,10 @@ class JobRun:
             runner.ledger.ended(raw)
             raise _OutOfAttempts(self.attempt - 1)
         if page_line_wanted():
-            self.log.bind(
-                page_line=True, attempt=self.attempt, max_attempts=self.max_attempts
+            job = self.job
+            logger.bind(
+                worker=self.n, ebook_id=job.ebook_id, page_index=job.page_index, job_id=job.id,
+                page_line=True, attempt=self.attempt, max_attempts=self.max_attempts,
             ).info(
                 "[Worker-{}] Processing job: EbookID={}, PageIndex={} (Attempt {}/{})",
                 self.n, self.job.ebook_id, self.job.page_index, self.attempt, self.max_attempts,

@@ -6,6 +6,8 @@ Options (`--option key=value`):
                        `base_url` (the simulator); its connection pool is sized to the
                        concurrency, exactly as `ebook-pool run` builds it
     enqueue=0          do not enqueue (another process does; scale-out runs)
+    loop=uvloop        the event loop, as EVENT_LOOP chooses it for `ebook-pool run`: uvloop
+                       (default, what `auto` picks where it is installed) or asyncio
     profile=PATH       profile the run with pyinstrument and write an HTML report to PATH
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -161,5 +164,12 @@ def _write_profile(profiler: Any, path: str) -> None:
     Path(path).with_suffix(".txt").write_text(flat_summary(profiler.last_session))
 
 
+def _run_on_chosen_loop(driver: Coroutine[Any, Any, None], spec: RunSpec) -> None:
+    """Run the driver on the loop `loop=` names, through the pool's own EVENT_LOOP choice."""
+    from pool_app import eventloop
+
+    eventloop.run(driver, event_loop=spec.options.get("loop", "uvloop"))
+
+
 if __name__ == "__main__":
-    main(OursAdapter)
+    main(OursAdapter, run=_run_on_chosen_loop)

@@ -7,7 +7,8 @@ A refusal for rate (429 `rate_limit_exceeded`, 503 overloaded: `is_rate_refusal`
 failed attempt: the request is sent again within the same attempt once the budget allows, so
 MAX_RETRIES counts real faults only. With the governor, the wait is the shared budget's (every
 process honours the cool-down); without it (RATE_LIMIT_GOVERNOR=false), the server's
-`retry-after`, at least a jittered backoff. Either way the whole wait of an attempt is bounded by
+`retry-after` plus a jitter as long (at least the retry backoff), so that the workers
+refused together do not come back together. Either way the whole wait of an attempt is bounded by
 RATE_LIMIT_MAX_WAIT: past it `BudgetWaitTooLong` is raised, and the page goes back to the queue
 with its attempt refunded. Every request ends in one REQUEST_ENDED event, every refusal in one
 JOB_RATE_LIMITED event.
@@ -165,7 +166,9 @@ class PacedRequests:
             backoff = min(
                 settings.retry_backoff_max_s, settings.retry_backoff_s * 2 ** (refusals - 1)
             )
-            wait_s = max(refusal_wait_s(exc) or 0.0, random.uniform(0, backoff))
+            after = refusal_wait_s(exc) or 0.0
+            # Every worker refused at once hears the same retry-after: spread them over as long.
+            wait_s = after + random.uniform(0, max(after, backoff))
         self.ctx.events.emit(
             EventKind.JOB_RATE_LIMITED, raw=raw, worker=worker, attempt=attempt, wait_s=wait_s,
             reason=error_reason(exc), job=job,

@@ -44,6 +44,7 @@ __all__ = ["Pool"]
 
 _WRITE_DRAIN_S = 5.0  # after the grace period, how long pending result writes may still take
 _RESTART_BACKOFF_MAX_S = 30.0
+_CLAIM_AHEAD = 1  # jobs held beyond the governor's concurrency limit
 
 
 class Pool:
@@ -110,6 +111,7 @@ class Pool:
             governor=governor,
         )
         self._liveness.on_data_lost.append(self._runner.forget_started_ebooks)
+        self._room_changed = asyncio.Event()
         self._claimer = Claimer(
             ctx,
             liveness=self._liveness,
@@ -117,6 +119,8 @@ class Pool:
             ledger=self._ledger,
             slots=self._slots,
             handoff=self._handoff,
+            room=self._claim_room if governor is not None and governor.enabled else None,
+            room_changed=self._room_changed,
         )
 
     # --- public -----------------------------------------------------------------------------
@@ -261,6 +265,15 @@ class Pool:
                 return
             finally:
                 self._slots.release()
+                self._room_changed.set()
+
+    def _claim_room(self) -> int:
+        """Jobs this process may still claim: one more than the governor lets it have in
+        flight (the next page is ready when a request ends), less those it holds."""
+        assert self.governor is not None
+        budgets = self.governor.snapshot()["budgets"]
+        limit = max((b["concurrency"] for b in budgets), default=1)  # first: the scout alone
+        return limit + _CLAIM_AHEAD - (self.stats.active + self._handoff.qsize())
 
     async def _crashed(self, n: int, raw: bytes, epoch: bytes, exc: Exception) -> None:
         await self._runner.crashed(n, raw, epoch, exc)

@@ -310,3 +310,24 @@ def test_a_bad_rate_limit_value_stops_run_with_one_line_and_exit_2(name: str, va
     assert done.returncode == 2
     [line] = done.stderr.strip().splitlines()
     assert line.startswith(f"ebook-pool: error: {name}: ")
+
+
+async def test_a_process_holds_few_more_jobs_than_it_may_send(redis: Redis, sim: Simulator) -> None:
+    """50 workers at 60 RPM: the governor's limit bounds the jobs claimed, not CONCURRENT_WORKERS."""
+    sim.update(rpm=60, tpm=1_000_000)
+    pool = pool_for(redis, sim, fast_settings(concurrent_workers=50, rate_limit_burst=0))
+    total = 10
+    held: list[int] = []
+
+    async def done_while_sampling() -> bool:
+        held.append(int(await redis.llen(KEYS.processing(pool.id))))
+        return await _done(redis, "few", total)
+
+    await push(redis, *[job("few", i, total) for i in range(total)])
+    async with running(pool):
+        await wait_until(done_while_sampling, timeout_s=30, what="ebook done")
+        limit = pool.governor.concurrency("gpt-4o-mini").limit if pool.governor else 0
+    # Little's law before the first answer (5 s latency): ceil(1/s x 5 s x 1.25) + 1 = 8.
+    assert 1 <= limit <= 8
+    assert max(held) <= 8 + 1
+    assert sim.stats["by_status"] == {"200": total}

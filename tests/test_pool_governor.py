@@ -192,8 +192,8 @@ async def test_two_pool_processes_share_one_learned_budget_counted_at_the_server
             "OPENAI_BASE_URL": server.base_url,
             "OPENAI_API_KEY": "sk-two-pools",
             "STATS_INTERVAL": "0",
-            "HEARTBEAT_INTERVAL": "200",
-            "HEARTBEAT_TIMEOUT": "2000",
+            "HEARTBEAT_INTERVAL": "500",
+            "HEARTBEAT_TIMEOUT": "10000",
         }
         for name in ("OPENAI_RPM_LIMIT", "OPENAI_TPM_LIMIT", "HTTP_PORT", "PORT", "PROCESSES"):
             env.pop(name, None)
@@ -227,7 +227,8 @@ async def test_two_pool_processes_share_one_learned_budget_counted_at_the_server
             outputs = [await asyncio.wait_for(p.communicate(), 30) for p in procs]
         stats = server.stats
     assert [p.returncode for p in procs] == [0, 0], [e.decode()[-2000:] for _, e in outputs]
-    assert stats["by_status"] == {"200": total}  # nothing refused, nothing failed
+    # Nothing refused (a page cut off at its max_tokens may be asked for once more).
+    assert set(stats["by_status"]) == {"200"} and total <= stats["by_status"]["200"] <= total + 2
     # 40 requests at 10/s, less the 1 s burst the governor allows (10): at least 3 s.
     assert elapsed >= (total - 10) / 10 - 0.3
     [budget] = await read_budgets(redis, keys)

@@ -17,6 +17,7 @@ from loguru import logger
 
 if TYPE_CHECKING:
     from pool.job import PageJob
+    from pool.ratelimit import BudgetSnapshot, GovernorSnapshot
 
 __all__ = ["EventKind", "PoolEvent", "PoolEvents", "Subscriber"]
 
@@ -27,7 +28,9 @@ class EventKind(StrEnum):
     JOB_CLAIMED = "job_claimed"  #: moved into this process's processing list
     JOB_STARTED = "job_started"  #: a worker took it
     JOB_RETRIED = "job_retried"  #: an attempt failed; another follows after `wait_s`
-    JOB_RATE_LIMITED = "job_rate_limited"  #: an attempt was refused with HTTP 429
+    #: A request was refused for rate (429, 503 overloaded): not a failed attempt; it is sent
+    #: again after `wait_s` (the shared cool-down, or the server's retry-after).
+    JOB_RATE_LIMITED = "job_rate_limited"
     JOB_SUCCEEDED = "job_succeeded"  #: its page is stored
     JOB_FAILED = "job_failed"  #: it is in the failed list
     JOB_ENDED = "job_ended"  #: the worker let go of it (whatever the outcome)
@@ -38,6 +41,10 @@ class EventKind(StrEnum):
     POOL_RESUMED = "pool_resumed"
     REDIS_DOWN = "redis_down"
     REDIS_UP = "redis_up"
+    #: Every HEARTBEAT_INTERVAL while a governor paces requests: `governor` (this process:
+    #: concurrency limit, in flight, waiting, latency) and `budgets` (shared, from Redis:
+    #: limits, use over the last minute as % of RPM and TPM, refusals, cool-down).
+    BUDGET_SNAPSHOT = "budget_snapshot"
 
 
 class PoolEvent(NamedTuple):
@@ -59,6 +66,8 @@ class PoolEvent(NamedTuple):
     completion_tokens: int | None = None
     latency_s: float | None = None  #: for REQUEST_ENDED: the HTTP call's wall time
     error_type: str | None = None  #: for JOB_FAILED: the failed entry's errorType
+    governor: GovernorSnapshot | None = None  #: for BUDGET_SNAPSHOT
+    budgets: list[BudgetSnapshot] | None = None  #: for BUDGET_SNAPSHOT
 
 
 Subscriber = Callable[[PoolEvent], None]
@@ -95,6 +104,8 @@ class PoolEvents:
         completion_tokens: int | None = None,
         latency_s: float | None = None,
         error_type: str | None = None,
+        governor: GovernorSnapshot | None = None,
+        budgets: list[BudgetSnapshot] | None = None,
     ) -> None:
         """Tell every subscriber; a subscriber that raises is logged and the others still run."""
         subscribers = self._by_kind.get(kind)
@@ -103,7 +114,7 @@ class PoolEvents:
         # Positional: several events are made per page, and this is the cheapest way.
         event = PoolEvent(
             kind, raw, worker, attempt, duration_s, wait_s, reason,
-            job, prompt_tokens, completion_tokens, latency_s, error_type,
+            job, prompt_tokens, completion_tokens, latency_s, error_type, governor, budgets,
         )  # fmt: skip
         for subscriber in subscribers:
             try:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
@@ -23,17 +22,13 @@ from pool.attempts import AttemptLedger
 from pool.clock import monotonic, now_ms
 from pool.deadletters import FailureKind
 from pool.events import EventKind
-from pool.generation import (
-    GeneratedPage,
-    GenerationError,
-    JobFatalError,
-    PageGenerator,
-    PoolFatalError,
-)
+from pool.generation import GeneratedPage, JobFatalError, PageGenerator, PoolFatalError
 from pool.job import InvalidJob, PageJob, decode_job
 from pool.liveness import Pauser
 from pool.logs import page_line_wanted
 from pool.outcomes import OutcomeWriter, PageWrite
+from pool.pacing import BeforeRequest, PacedRequests, no_pacing
+from pool.ratelimit import BudgetWaitTooLong, Governor
 from pool.records import page_record
 from pool.retry import is_retryable, wait_policy
 from pool.runtime import PoolContext, Stopping, error_reason
@@ -44,16 +39,8 @@ if TYPE_CHECKING:
 
 __all__ = ["BeforeRequest", "JobRun", "JobRunner", "no_pacing"]
 
-#: Called before every API request with the job and the attempt number about to run.
-BeforeRequest = Callable[[PageJob, int], Awaitable[None]]
-
 _STARTED_EBOOKS_KEPT = 10_000  # ebooks this process remembers having marked as started
 _CRASHES_TO_POISON = 2  # a job that crashed the pool this often is failed as "poison"
-_RATE_LIMITED = 429
-
-
-async def no_pacing(job: PageJob, attempt: int) -> None:
-    """The default `before_request` hook: every request goes out at once."""
 
 
 class _OutOfAttempts(Exception):
@@ -63,7 +50,9 @@ class _OutOfAttempts(Exception):
 
 
 def _retryable(exc: BaseException) -> bool:
-    return is_retryable(exc) and not isinstance(exc, _OutOfAttempts | EpochChanged)
+    return is_retryable(exc) and not isinstance(
+        exc, _OutOfAttempts | EpochChanged | BudgetWaitTooLong
+    )
 
 
 class JobRunner:
@@ -76,6 +65,7 @@ class JobRunner:
         ledger: the open attempts.
         pauser: a `PoolFatalError` pauses the pool through it.
         before_request: the hook run before every API request.
+        governor: the shared rate-limit budget every request waits for (None: unpaced).
     """
 
     def __init__(
@@ -87,6 +77,7 @@ class JobRunner:
         ledger: AttemptLedger,
         pauser: Pauser,
         before_request: BeforeRequest = no_pacing,
+        governor: Governor | None = None,
     ) -> None:
         self.ctx = ctx
         self.generator = generator
@@ -94,6 +85,9 @@ class JobRunner:
         self.ledger = ledger
         self.pauser = pauser
         self.before_request = before_request
+        self.requests = PacedRequests(
+            ctx, generator=generator, governor=governor, before_request=before_request
+        )
         self.wait = wait_policy(ctx.settings.retry_backoff_s, ctx.settings.retry_backoff_max_s)
         self._started_ebooks: OrderedDict[str, None] = OrderedDict()
 
@@ -261,6 +255,11 @@ class JobRun:
             self._failed_log(exc.attempts, "exhausted").error(
                 "[Worker-{}] Failed job: {}: {}", n, self.where, reason
             )
+        except BudgetWaitTooLong as exc:  # the API was busy: not the job's fault, not an attempt
+            await outcomes.give_back(raw, refund=True)
+            log.bind(attempt=self.attempt, waited_s=round(exc.waited_s, 1)).warning(
+                "[Worker-{}] Gave {} back to the queue: {}", n, self.where, exc
+            )
         except PoolFatalError as exc:
             await outcomes.give_back(raw, refund=True)  # not the job's fault
             self.runner.pauser.pause(exc)
@@ -380,48 +379,18 @@ class JobRun:
         return await self._generate()
 
     async def _generate(self) -> GeneratedPage:
-        """One API request: the `before_request` hook, then one attempt bounded by
-        GENERATION_TIMEOUT even if the generator ignores it. Closes the attempt in the ledger
-        however it ends, except when cancelled (release() refunds an interrupted attempt)."""
+        """One attempt's API request (`PacedRequests.send`: the hook, the rate-limit budget,
+        refusals waited out). Closes the attempt in the ledger however it ends, except when
+        cancelled (release() refunds an interrupted attempt)."""
         runner, raw = self.runner, self.raw
-        events = runner.ctx.events
-        timeout_s = runner.ctx.settings.generation_timeout_s
-        if runner.before_request is not no_pacing:  # skip a no-op await on the hot path
-            try:
-                await runner.before_request(self.job, self.attempt)
-            except Exception:  # no request was made; the attempt ends here
-                runner.ledger.ended(raw)
-                raise
-        started = monotonic()
         try:
-            async with asyncio.timeout(timeout_s + 1.0):
-                page = await runner.generator.generate(self.job, timeout_s=timeout_s)
+            page = await runner.requests.send(
+                self.job, raw=raw, worker=self.n, attempt=self.attempt
+            )
         except asyncio.CancelledError:
             raise  # still unfinished: release() refunds this interrupted attempt
-        except BaseException as exc:
+        except BaseException:
             runner.ledger.ended(raw)
-            if isinstance(exc, TimeoutError):
-                exc = TimeoutError(f"generation timed out after {timeout_s:.0f}s")
-            usage = exc if isinstance(exc, GenerationError) else None
-            events.emit(
-                EventKind.REQUEST_ENDED, raw=raw, worker=self.n, attempt=self.attempt,
-                reason=error_reason(exc), job=self.job, latency_s=monotonic() - started,
-                prompt_tokens=usage.prompt_tokens if usage else None,
-                completion_tokens=usage.completion_tokens if usage else None,
-            )  # fmt: skip
-            if isinstance(exc, GenerationError) and exc.status == _RATE_LIMITED:
-                events.emit(
-                    EventKind.JOB_RATE_LIMITED, raw=raw, worker=self.n, attempt=self.attempt,
-                    wait_s=exc.retry_after_s, reason=exc.reason, job=self.job,
-                )  # fmt: skip
-            if isinstance(exc, TimeoutError):
-                raise exc from None
             raise
         runner.ledger.ended(raw)
-        if events.wants(EventKind.REQUEST_ENDED):
-            events.emit(
-                EventKind.REQUEST_ENDED, raw=raw, worker=self.n, attempt=self.attempt,
-                job=self.job, latency_s=monotonic() - started, prompt_tokens=page.prompt_tokens,
-                completion_tokens=page.completion_tokens,
-            )  # fmt: skip
         return page

@@ -35,6 +35,7 @@ from pool.liveness import Liveness, Pauser
 from pool.logs import flush_page_lines
 from pool.outage import RedisGuard, wait_reason
 from pool.outcomes import OutcomeWriter
+from pool.ratelimit import BudgetSnapshot, Governor, read_budgets
 from pool.runtime import PoolContext, Stopping, cancel_all
 from pool.stats import Stats, format_stats, stats_fields
 from pool.store import Store
@@ -43,6 +44,7 @@ __all__ = ["Pool"]
 
 _WRITE_DRAIN_S = 5.0  # after the grace period, how long pending result writes may still take
 _RESTART_BACKOFF_MAX_S = 30.0
+_CLAIM_AHEAD = 1  # jobs held beyond the governor's concurrency limit
 
 
 class Pool:
@@ -55,8 +57,11 @@ class Pool:
         keys: the key schema; defaults to `Keys(settings.key_prefix)`.
         pool_id: this process's id in Redis; defaults to host-pid-random.
         events: the event bus to emit on (one is made if None); `Stats` subscribes to it.
-        before_request: awaited before every API request, first attempts and retries alike
-            (a rate-limit governor goes here); the default returns at once.
+        before_request: awaited before every API request, first attempts and retries alike;
+            the default returns at once.
+        governor: the rate-limit budget shared by every process (`pool.ratelimit.Governor`);
+            every request waits for it, and CONCURRENT_WORKERS becomes a ceiling of the
+            requests in flight. None: requests go out unpaced (RATE_LIMIT_GOVERNOR=false).
     """
 
     def __init__(
@@ -69,8 +74,11 @@ class Pool:
         pool_id: str | None = None,
         events: PoolEvents | None = None,
         before_request: BeforeRequest = no_pacing,
+        governor: Governor | None = None,
     ) -> None:
         self.settings = settings
+        self.governor = governor
+        self._redis = redis
         self.generator = generator
         self.keys = keys or Keys(settings.key_prefix)
         self.store = Store(redis, self.keys)
@@ -100,8 +108,10 @@ class Pool:
             ledger=self._ledger,
             pauser=self._pauser,
             before_request=before_request,
+            governor=governor,
         )
         self._liveness.on_data_lost.append(self._runner.forget_started_ebooks)
+        self._room_changed = asyncio.Event()
         self._claimer = Claimer(
             ctx,
             liveness=self._liveness,
@@ -109,6 +119,8 @@ class Pool:
             ledger=self._ledger,
             slots=self._slots,
             handoff=self._handoff,
+            room=self._claim_room if governor is not None and governor.enabled else None,
+            room_changed=self._room_changed,
         )
 
     # --- public -----------------------------------------------------------------------------
@@ -151,6 +163,8 @@ class Pool:
             housekeeping = [ctx.spawn(self._liveness.heartbeat_loop())]
             if s.stats_interval_s > 0:
                 housekeeping.append(ctx.spawn(self._stats_loop()))
+            if self.governor is not None and self.governor.enabled:
+                housekeeping.append(ctx.spawn(self._budget_loop()))
             logger.info(
                 f"[Worker Pool] All {s.concurrent_workers} workers started. Press Ctrl+C to stop."
             )
@@ -207,7 +221,9 @@ class Pool:
             if n:
                 logger.info(f"[Worker Pool] Gave {n} unfinished jobs back to the queue.")
         flush_page_lines()  # the count of per-page lines held back, before the last [Stats]
-        self._log_stats(await self._queue_depth(), prefix="[Worker Pool] Stopped. ")
+        self._log_stats(
+            await self._queue_depth(), await self._budgets(), prefix="[Worker Pool] Stopped. "
+        )
 
     # --- workers ----------------------------------------------------------------------------
 
@@ -254,6 +270,15 @@ class Pool:
                 return
             finally:
                 self._slots.release()
+                self._room_changed.set()
+
+    def _claim_room(self) -> int:
+        """Jobs this process may still claim: one more than the governor lets it have in
+        flight (the next page is ready when a request ends), less those it holds."""
+        assert self.governor is not None
+        budgets = self.governor.snapshot()["budgets"]
+        limit = max((b["concurrency"] for b in budgets), default=1)  # first: the scout alone
+        return limit + _CLAIM_AHEAD - (self.stats.active + self._handoff.qsize())
 
     async def _crashed(self, n: int, raw: bytes, epoch: bytes, exc: Exception) -> None:
         await self._runner.crashed(n, raw, epoch, exc)
@@ -263,7 +288,20 @@ class Pool:
     async def _stats_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.stats_interval_s)
-            self._log_stats(await self._queue_depth())
+            self._log_stats(await self._queue_depth(), await self._budgets())
+
+    async def _budget_loop(self) -> None:
+        """BUDGET_SNAPSHOT every HEARTBEAT_INTERVAL, for whoever listens (metrics)."""
+        assert self.governor is not None
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_interval_s)
+            if self.events.wants(EventKind.BUDGET_SNAPSHOT):
+                budgets = await self._budgets()
+                self.events.emit(
+                    EventKind.BUDGET_SNAPSHOT,
+                    governor=self.governor.snapshot(),
+                    budgets=budgets or [],
+                )
 
     async def _queue_depth(self) -> int | None:
         try:
@@ -273,13 +311,26 @@ class Pool:
                 raise
             return None
 
-    def _log_stats(self, depth: int | None, *, prefix: str = "") -> None:
+    async def _budgets(self) -> list[BudgetSnapshot] | None:
+        """The shared budgets as Redis has them (None without a governor, or if Redis is down)."""
+        if self.governor is None or not self.governor.enabled:
+            return None
+        try:
+            return await asyncio.wait_for(read_budgets(self._redis, self.keys), 2.0)
+        except Exception as exc:
+            if wait_reason(exc) is None and not isinstance(exc, TimeoutError):
+                raise
+            return None
+
+    def _log_stats(
+        self, depth: int | None, budgets: list[BudgetSnapshot] | None = None, *, prefix: str = ""
+    ) -> None:
         """The `[Stats]` line; in JSON its numbers are fields too."""
         snap = self.stats.snapshot()
-        line = format_stats(snap, queue_depth=depth)
+        line = format_stats(snap, queue_depth=depth, budgets=budgets)
         if self.paused:
             line = f"{line} | PAUSED: {self.pause_reason}"
-        fields = stats_fields(snap, queue_depth=depth)
+        fields = stats_fields(snap, queue_depth=depth, budgets=budgets)
         logger.bind(**fields, paused=self.paused).info(prefix + line)
 
     def _snapshot(self) -> dict[str, Any]:
@@ -292,4 +343,5 @@ class Pool:
             "paused": self.pause_reason,
             "at": now_ms(),
             **snap,
+            **({"governor": self.governor.snapshot()} if self.governor is not None else {}),
         }

@@ -31,6 +31,7 @@ from pool.job import InvalidJob, job_schema
 from pool.keys import Keys
 from pool.logs import configure_logging
 from pool.outage import RedisConfigError, fatal_reason
+from pool.ratelimit import read_budgets
 from pool.store import Store
 from pool.wire import schema_files, wire_schemas
 from pool_app import eventloop
@@ -446,6 +447,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
             in_flight=await store.in_flight(list(pools)),
             failed=await store.failed_count(),
             pools=pools,
+            budgets=await read_budgets(redis, keys),
         )
         if args.json:
             print(json.dumps(pools_report_json(data), ensure_ascii=False))

@@ -6,11 +6,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from loguru import logger
 from redis.asyncio import Redis
 
 from pool.config import PoolSettings
 from pool.connections import pool_redis
 from pool.generation import PageGenerator
+from pool.keys import Keys
+from pool.ratelimit import ApiIdentity, Governor
 from pool.shared import ConfigError, mask_url
 from pool.worker import Pool
 
@@ -19,6 +22,7 @@ if TYPE_CHECKING:  # the generator (and the openai SDK) is imported only when on
 
 __all__ = [
     "build_generator",
+    "build_governor",
     "build_pool",
     "check_credentials",
     "describe_generator",
@@ -27,12 +31,34 @@ __all__ = [
 
 
 def build_pool(settings: PoolSettings, generator: PageGenerator) -> tuple[Redis, Pool]:
-    """The pool's Redis client (a blocking pool sized from CONCURRENT_WORKERS) and the pool.
+    """The pool's Redis client (a blocking pool sized from CONCURRENT_WORKERS) and the pool,
+    with the rate-limit governor (`build_governor`).
 
     The caller runs the pool and closes the client.
     """
     redis = pool_redis(settings)
-    return redis, Pool(redis=redis, generator=generator, settings=settings)
+    governor = build_governor(settings, generator, redis)
+    return redis, Pool(redis=redis, generator=generator, settings=settings, governor=governor)
+
+
+def build_governor(
+    settings: PoolSettings, generator: PageGenerator, redis: Redis
+) -> Governor | None:
+    """The shared rate-limit budget of the generator's API, or None.
+
+    None when RATE_LIMIT_GOVERNOR=false (said in one WARNING line: requests go out unpaced),
+    or when the generator calls no API it can name (`api_identity`: a test double, a no-op).
+    """
+    if not settings.rate_limit_governor:
+        logger.warning(
+            "[Worker Pool] RATE_LIMIT_GOVERNOR=false: requests are not paced by the shared "
+            "budget; a 429 is waited out (retry-after) without spending an attempt"
+        )
+        return None
+    api = getattr(generator, "api_identity", None)
+    if not isinstance(api, ApiIdentity):
+        return None
+    return Governor(redis, Keys(settings.key_prefix), settings, api)
 
 
 def build_generator(
@@ -82,10 +108,11 @@ def describe_generator(settings: GeneratorSettings, *, base_url: str | None = No
     """Model, API and key of the generator for the start-up log line, the key masked."""
     url = base_url or settings.openai_base_url
     key = "set (***)" if settings.openai_api_key is not None else "not set"
+    max_tokens = settings.openai_max_tokens or "sized per page"
     return (
         f"model={settings.openai_model}, "
         f"base URL={mask_url(url) if url else 'OpenAI (default)'}, API key {key}, "
-        f"max tokens={settings.openai_max_tokens}, temperature={settings.openai_temperature}"
+        f"max tokens={max_tokens}, temperature={settings.openai_temperature}"
     )
 
 

@@ -257,7 +257,7 @@ class JobRun:
             )
         except BudgetWaitTooLong as exc:  # the API was busy: not the job's fault, not an attempt
             await outcomes.give_back(raw, refund=True)
-            log.bind(attempt=self.attempt, waited_s=round(exc.waited_s, 1)).warning(
+            self.log.bind(attempt=self.attempt, waited_s=round(exc.waited_s, 1)).warning(
                 "[Worker-{}] Gave {} back to the queue: {}", n, self.where, exc
             )
         except PoolFatalError as exc:

@@ -6,17 +6,23 @@ Options (`--option key=value`):
                        `base_url` (the simulator); its connection pool is sized to the
                        concurrency, exactly as `ebook-pool run` builds it
     enqueue=0          do not enqueue (another process does; scale-out runs)
+    observe=events     what `ebook-pool run` adds to the pool (default): progress events
+                       (PROGRESS_EVENTS); `observe=all` also serves /metrics (and the dashboard)
+                       on a local port, scraped every `scrape_s` (default 1); `observe=none`:
+                       the bare pool
     profile=PATH       profile the run with pyinstrument and write an HTML report to PATH
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from loguru import logger
 from redis.asyncio import Redis
 
@@ -25,7 +31,9 @@ from bench.peers import PAGE_TEXT
 from bench.profiling import flat_summary
 from pool import GeneratedPage, Keys, PageGenerator, PageJob, PoolSettings
 from pool.job import decode_job
-from pool_app.wiring import build_pool
+from pool.runtime import cancel_all
+from pool_app.health import health_app, serving
+from pool_app.wiring import build_metrics, build_pool, build_publisher
 
 KEY_PREFIX = "bench"
 
@@ -112,6 +120,20 @@ class OursAdapter:
         )
         # The client `ebook-pool run` builds: a blocking pool sized from CONCURRENT_WORKERS.
         self._pool_redis, self._pool = build_pool(settings, generator)
+        observe = spec.options.get("observe", "events")
+        if observe not in {"none", "events", "all"}:
+            raise ValueError(f"observe must be none, events or all, not {observe!r}")
+        self._publisher = None
+        if observe != "none":
+            self._publisher = build_publisher(self._pool, self._pool_redis, settings)
+        self._http = contextlib.AsyncExitStack()
+        if observe == "all":
+            metrics = build_metrics(self._pool, settings, default_model="gpt-4o-mini")
+            app = health_app(self._pool, self._pool_redis, settings=settings, metrics=metrics)
+            port = await self._http.enter_async_context(serving(app, host="127.0.0.1", port=0))
+            scrape_s = float(spec.options.get("scrape_s", "1"))
+            self._scraper = asyncio.ensure_future(_scrape(port, scrape_s))
+            self._http.push_async_callback(cancel_all, [self._scraper])
         self._profiler: Any = None
 
     def _wire(self, i: int) -> str:
@@ -148,11 +170,23 @@ class OursAdapter:
     async def close(self) -> None:
         self._pool.stop()
         await self._task  # the pool closes the generator
+        if self._publisher is not None:
+            await self._publisher.drain(5.0)
+        await self._http.aclose()
         await self._pool_redis.aclose()
         await self._redis.aclose()
         if self._profiler is not None:
             self._profiler.stop()
             _write_profile(self._profiler, self._profile_path)
+
+
+async def _scrape(port: int, every_s: float) -> None:
+    """GET /metrics every `every_s`, as Prometheus would (more often than its usual 15 s)."""
+    async with aiohttp.ClientSession() as session:
+        while True:
+            async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+                await response.read()
+            await asyncio.sleep(every_s)
 
 
 def _write_profile(profiler: Any, path: str) -> None:

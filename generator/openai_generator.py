@@ -293,7 +293,19 @@ class OpenAIPageGenerator:
 
 
 def _page_from(completion: dict[str, Any], *, model: str, max_tokens: int) -> GeneratedPage:
-    """The page in a completion's JSON, or the error that says why there is none."""
+    """The page in a completion's JSON, or the error that says why there is none; that error
+    carries the tokens the API billed for the answer (a page cut off by `length`...)."""
+    try:
+        return _read_page(completion, model=model, max_tokens=max_tokens)
+    except GenerationError as err:
+        usage = completion.get("usage") if isinstance(completion, dict) else None
+        if isinstance(usage, dict):
+            err.prompt_tokens = _int(usage.get("prompt_tokens"))
+            err.completion_tokens = _int(usage.get("completion_tokens"))
+        raise
+
+
+def _read_page(completion: dict[str, Any], *, model: str, max_tokens: int) -> GeneratedPage:
     # Compatible servers differ in what they omit: read leniently, fail only without a message.
     try:
         choice = completion["choices"][0]

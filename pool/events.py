@@ -38,6 +38,9 @@ class EventKind(StrEnum):
     POOL_RESUMED = "pool_resumed"
     REDIS_DOWN = "redis_down"
     REDIS_UP = "redis_up"
+    #: An ebook's first page started in this process and its status says so (`job` set): its
+    #: state may have become "generating". Once per ebook per process.
+    EBOOK_STARTED = "ebook_started"
 
 
 class PoolEvent(NamedTuple):

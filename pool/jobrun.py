@@ -173,6 +173,8 @@ class JobRunner:
             logger.warning(
                 f"[Worker Pool] Could not mark ebook {job.ebook_id} as started: {error_reason(exc)}"
             )
+        else:
+            ctx.events.emit(EventKind.EBOOK_STARTED, job=job)
 
 
 class JobRun:
@@ -283,6 +285,7 @@ class JobRun:
                 attempts=self.attempt,
                 tokens=page.completion_tokens,
                 duration_s=duration_s,
+                prompt_tokens=page.prompt_tokens,
             )
         )
 

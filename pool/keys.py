@@ -73,3 +73,14 @@ class Keys:
         """String (JSON `{"reason", "since"}`, or a plain reason): while it exists, every pool
         process stops claiming jobs. Set and cleared by an operator (the dashboard)."""
         return f"{self.prefix}:paused"
+
+    # --- progress events (issue 12; docs/contract.md, "Progress events") ---
+
+    @property
+    def events_channel(self) -> str:
+        """Pub/sub channel: every page outcome and ebook state change, for live listeners."""
+        return f"{self.prefix}:events"
+
+    def ebook_events(self, ebook_id: str) -> str:
+        """Stream of one ebook's events, capped and expiring, so a late listener catches up."""
+        return f"{self.prefix}:ebook:{ebook_id}:events"

@@ -10,16 +10,20 @@ from redis.asyncio import Redis
 
 from pool.config import PoolSettings
 from pool.connections import pool_redis
+from pool.ebook_events import EbookEventPublisher
 from pool.generation import PageGenerator
 from pool.shared import ConfigError, mask_url
 from pool.worker import Pool
+from pool_app.metrics import PoolMetrics
 
 if TYPE_CHECKING:  # the generator (and the openai SDK) is imported only when one is built
     from generator import GeneratorSettings, OpenAIPageGenerator
 
 __all__ = [
     "build_generator",
+    "build_metrics",
     "build_pool",
+    "build_publisher",
     "check_credentials",
     "describe_generator",
     "secrets_of",
@@ -33,6 +37,36 @@ def build_pool(settings: PoolSettings, generator: PageGenerator) -> tuple[Redis,
     """
     redis = pool_redis(settings)
     return redis, Pool(redis=redis, generator=generator, settings=settings)
+
+
+def build_metrics(pool: Pool, settings: PoolSettings, *, default_model: str) -> PoolMetrics:
+    """The pool's Prometheus metrics, subscribed to its events; serve them with
+    `pool_app.health.health_app(..., metrics=...)`.
+
+    Args:
+        default_model: OPENAI_MODEL, for the cost of jobs that name no model.
+    """
+    metrics = PoolMetrics(
+        pool, concurrency_limit=settings.concurrent_workers, default_model=default_model
+    )
+    pool.events.subscribe(metrics.on_event)
+    return metrics
+
+
+def build_publisher(pool: Pool, redis: Redis, settings: PoolSettings) -> EbookEventPublisher | None:
+    """The progress-event publisher, subscribed to the pool's events (None when
+    PROGRESS_EVENTS is off). The caller drains it after the pool stopped."""
+    if not settings.progress_events:
+        return None
+    publisher = EbookEventPublisher(
+        redis,
+        keys=pool.keys,
+        pool_id=pool.id,
+        maxlen=settings.progress_events_maxlen,
+        ttl_ms=settings.progress_events_ttl,
+    )
+    pool.events.subscribe(publisher.on_event)
+    return publisher
 
 
 def build_generator(

@@ -123,7 +123,7 @@ class PoolMetrics:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.wasted_tokens = 0
-        self.cost_usd = 0.0
+        self._tokens_by_model: dict[str, list[int]] = {}  # model → [prompt, completion]
         self.api_latency = _Buckets(_LATENCY_BUCKETS_S)
         self.claim_wait = _Buckets(_WAIT_BUCKETS_S)
         self._claimed_at: dict[bytes, float] = {}
@@ -169,10 +169,14 @@ class PoolMetrics:
             self.wasted_tokens += prompt + completion
         self.prompt_tokens += prompt
         self.completion_tokens += completion
-        if prompt or completion:
+        if prompt or completion:  # priced at scrape time, per model
             job = event.job
             model = (job.model if job is not None else None) or self._default_model
-            self.cost_usd += self._price(model, prompt, completion)
+            tokens = self._tokens_by_model.get(model)
+            if tokens is None:
+                tokens = self._tokens_by_model[model] = [0, 0]
+            tokens[0] += prompt
+            tokens[1] += completion
         if event.latency_s is not None:
             self.api_latency.observe(event.latency_s)
 
@@ -190,6 +194,10 @@ class PoolMetrics:
         self.failed[reason] = self.failed.get(reason, 0) + 1
 
     # --- scrape time ----------------------------------------------------------------------------
+
+    def cost_usd(self) -> float:
+        """Estimated USD of every API request so far (the price table applied per model)."""
+        return sum(self._price(m, p, c) for m, (p, c) in self._tokens_by_model.items())
 
     async def refresh(self) -> None:
         """Read the gauges that live in Redis, giving up after `_REDIS_TIMEOUT_S`."""
@@ -245,7 +253,7 @@ class PoolMetrics:
             self.wasted_tokens,
         )
         yield _counter(
-            "ebook_pool_cost_usd", "Estimated cost of the API requests, USD.", self.cost_usd
+            "ebook_pool_cost_usd", "Estimated cost of the API requests, USD.", self.cost_usd()
         )
         yield self.api_latency.family(
             "ebook_pool_api_latency_seconds", "Wall time of one API request."

@@ -1,42 +1,82 @@
--- KEYS: status, ebook events stream. ARGV: channel, maxlen, ttl ms, now ms, ebook id,
--- page event JSON ('' when the ebook's first page started: announce "generating" only).
--- Appends the page event (if any), then the ebook's state as an event when it is not the state
--- the stream last recorded, or when the ebook is finished, so that the last event of a
--- finished ebook is always its final state (a page event published late repeats it). Each
--- entry is {data = event JSON, state = the ebook's state}, and each is published on the
--- channel with its stream id. The state is read here, atomically with the append, so the
--- stream's states follow the order of the changes even when several processes publish.
--- Returns how many events were appended.
-local function append(data, state)
-  local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'data', data, 'state', state)
-  redis.call('PUBLISH', ARGV[1], string.sub(data, 1, -2) .. ',"id":"' .. id .. '"}')
-end
-local v = redis.call('HMGET', KEYS[1], 'state', 'total', 'done', 'failed')
-local state = v[1] or ''
-if not string.match(state, '^%a+$') then state = '' end
-local previous = ''
-local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1]
-if last then previous = last[2][4] or '' end
+-- KEYS: per event, the ebook's status and events stream (2 keys per event).
+-- ARGV: channel, maxlen, ttl ms, now ms, pool id (JSON string), then 9 fields per event:
+-- ebook id, kind ("s" page stored, "f" page failed, "b" the ebook's first page began),
+-- page index, total pages, job id, attempts, prompt tokens, completion tokens ("" = null),
+-- reason, error type ("" = null).
+-- Appends each page event to its ebook's stream (MAXLEN ~) and publishes it on the channel with
+-- its stream id; then the ebook's state as an event, read here atomically with the appends, so
+-- the stream's states follow the order of the changes even when several processes publish:
+-- a state not yet recorded is appended right after the event that revealed it; a finished
+-- ebook's state (done, failed, partial) is appended after the batch's last page event of that
+-- ebook, so the last event of a finished ebook is always its final state. "b" only announces
+-- "generating". Each entry is {data = event JSON, state = the ebook's state}. Returns the
+-- number of entries appended.
+local channel, maxlen, ttl, now, pool = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local FINISHED = {done = true, failed = true, partial = true}
 local n = 0
-if ARGV[6] ~= '' then
-  append(ARGV[6], state)
-  n = 1
-end
-local finished = state == 'done' or state == 'failed' or state == 'partial'
-local wanted
-if ARGV[6] == '' then
-  wanted = state == 'generating' and previous ~= state
-else
-  wanted = state ~= '' and (state ~= previous or finished)
-end
-if wanted then
-  local prev_json = 'null'
-  if previous ~= '' then prev_json = '"' .. previous .. '"' end
-  append('{"v":1,"type":"state","ebookId":"' .. ARGV[5] .. '","state":"' .. state ..
-    '","previous":' .. prev_json .. ',"total":' .. (tonumber(v[2]) or 0) ..
-    ',"done":' .. (tonumber(v[3]) or 0) .. ',"failed":' .. (tonumber(v[4]) or 0) ..
-    ',"at":' .. ARGV[4] .. '}', state)
+local function append(stream, data, state)
+  local id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'data', data, 'state', state)
+  redis.call('PUBLISH', channel, string.sub(data, 1, -2) .. ',"id":"' .. id .. '"}')
   n = n + 1
 end
-if n > 0 then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
+local function num(value)
+  if value == '' then return 'null' end
+  return value
+end
+local function str(value)
+  if value == '' then return 'null' end
+  return cjson.encode(value)
+end
+local ebooks, order = {}, {}
+local function ebook(i, id)
+  local e = ebooks[id]
+  if e then return e end
+  local v = redis.call('HMGET', KEYS[2 * i - 1], 'state', 'total', 'done', 'failed')
+  local state = v[1] or ''
+  if not string.match(state, '^%a+$') then state = '' end
+  local previous = ''
+  local last = redis.call('XREVRANGE', KEYS[2 * i], '+', '-', 'COUNT', 1)[1]
+  if last then previous = last[2][4] or '' end
+  e = {id = id, stream = KEYS[2 * i], state = state, previous = previous, pending = false,
+       counts = ',"total":' .. (tonumber(v[2]) or 0) .. ',"done":' .. (tonumber(v[3]) or 0) ..
+         ',"failed":' .. (tonumber(v[4]) or 0)}
+  ebooks[id] = e
+  order[#order + 1] = e
+  return e
+end
+local function announce(e)
+  local previous = 'null'
+  if e.previous ~= '' then previous = '"' .. e.previous .. '"' end
+  append(e.stream, '{"v":1,"type":"state","ebookId":"' .. e.id .. '","state":"' .. e.state ..
+    '","previous":' .. previous .. e.counts .. ',"at":' .. now .. '}', e.state)
+  e.previous = e.state
+  e.pending = false
+  e.touched = true
+end
+for i = 1, #KEYS / 2 do
+  local a = 5 + (i - 1) * 10
+  local e = ebook(i, ARGV[a + 1])
+  local kind = ARGV[a + 2]
+  if kind == 'b' then
+    if e.state == 'generating' and e.previous ~= 'generating' then announce(e) end
+  else
+    local outcome = 'succeeded'
+    if kind == 'f' then outcome = 'failed' end
+    append(e.stream, '{"v":1,"type":"page","ebookId":"' .. e.id .. '","pageIndex":' ..
+      ARGV[a + 3] .. ',"totalPages":' .. ARGV[a + 4] .. ',"jobId":"' .. ARGV[a + 5] ..
+      '","outcome":"' .. outcome .. '","attempts":' .. num(ARGV[a + 6]) ..
+      ',"promptTokens":' .. num(ARGV[a + 7]) .. ',"completionTokens":' .. num(ARGV[a + 8]) ..
+      ',"reason":' .. str(ARGV[a + 9]) .. ',"errorType":' .. str(ARGV[a + 10]) ..
+      ',"at":' .. now .. ',"poolId":' .. pool .. '}', e.previous)
+    e.touched = true
+    if e.state ~= '' then
+      if FINISHED[e.state] then e.pending = true
+      elseif e.state ~= e.previous then announce(e) end
+    end
+  end
+end
+for _, e in ipairs(order) do
+  if e.pending then announce(e) end
+  if e.touched then redis.call('PEXPIRE', e.stream, ttl) end
+end
 return n

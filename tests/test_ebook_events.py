@@ -13,6 +13,8 @@ from redis.asyncio import Redis
 
 from pool import JobFatalError, Pool
 from pool.ebook_events import EbookEventPublisher
+from pool.events import EventKind, PoolEvent
+from pool.job import decode_job
 from pool_app.wiring import build_publisher
 from tests.fakes import KEYS, FakeGenerator, fast_settings, job, push, running, wait_until
 
@@ -159,9 +161,6 @@ async def test_a_failing_redis_drops_events_without_failing_the_pool(redis: Redi
     publisher = EbookEventPublisher(redis, keys=KEYS, pool_id="p", maxlen=10, ttl_ms=60_000)
     await redis.set(KEYS.ebook_events("wrong"), "a string, not a stream")
     await redis.hset(KEYS.status("wrong"), mapping={"state": "generating", "total": 1})
-    from pool.events import EventKind, PoolEvent
-    from pool.job import decode_job
-
     page_job = decode_job(job("wrong", 0, 1).encode(), max_bytes=65_536)
     publisher.on_event(PoolEvent(EventKind.JOB_SUCCEEDED, job=page_job, attempt=1))
     await publisher.drain(5.0)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
 
 from loguru import logger
 from redis.asyncio import Redis
@@ -41,9 +40,8 @@ __all__ = ["EbookEventPublisher"]
 _MAX_PENDING = 100_000  # events queued while Redis is slow; beyond this, new ones are dropped
 _MAX_BATCH = 500  # events per script call (a script blocks Redis while it runs)
 
-#: One event as the script reads it: ebook id, kind ("s" stored, "f" failed, "b" began), page
-#: index, total pages, job id, attempts, prompt tokens, completion tokens, reason, error type.
-_Event = tuple[str, str, int, int, str, object, object, object, str, str]
+_FIELD, _RECORD = "\x1f", "\x1e"  # separators of the script's one events argument
+_NO_SEPARATORS = str.maketrans({_FIELD: " ", _RECORD: " "})
 
 
 class EbookEventPublisher:
@@ -65,7 +63,7 @@ class EbookEventPublisher:
         self._keys = keys
         self._head = [keys.events_channel, maxlen, ttl_ms, 0, json.dumps(pool_id)]
         self._script = redis.register_script(lua_source("publish_progress"))
-        self._pending: list[_Event] = []
+        self._pending: list[tuple[str, str]] = []  # (ebook id, record)
         self._sending: asyncio.Task[None] | None = None
         self._scheduled = False
         self._failing = False
@@ -77,23 +75,24 @@ class EbookEventPublisher:
         if job is None:  # an invalid payload: no ebook to tell
             return
         if kind is EventKind.JOB_SUCCEEDED:
-            item: _Event = (
-                job.ebook_id, "s", job.page_index, job.total_pages, job.id, event.attempt or "",
-                event.prompt_tokens or 0, event.completion_tokens or 0, "", "",
-            )  # fmt: skip
+            record = (
+                f"s\x1f{job.page_index}\x1f{job.total_pages}\x1f{job.id}\x1f{event.attempt or ''}"
+                f"\x1f{event.prompt_tokens or 0}\x1f{event.completion_tokens or 0}\x1f\x1f"
+            )
         elif kind is EventKind.JOB_FAILED:
-            item = (
-                job.ebook_id, "f", job.page_index, job.total_pages, job.id, event.attempt or 0,
-                "", "", event.reason or "", event.error_type or "",
-            )  # fmt: skip
+            reason = (event.reason or "").translate(_NO_SEPARATORS)
+            record = (
+                f"f\x1f{job.page_index}\x1f{job.total_pages}\x1f{job.id}\x1f{event.attempt or 0}"
+                f"\x1f\x1f\x1f{reason}\x1f{event.error_type or ''}"
+            )
         elif kind is EventKind.EBOOK_STARTED:
-            item = (job.ebook_id, "b", 0, 0, "", "", "", "", "", "")
+            record = "b\x1f0\x1f0\x1f\x1f\x1f\x1f\x1f\x1f"
         else:
             return
         if len(self._pending) >= _MAX_PENDING:
             self.dropped += 1
             return
-        self._pending.append(item)
+        self._pending.append((job.ebook_id, record))
         if not self._scheduled and self._sending is None:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
@@ -124,7 +123,7 @@ class EbookEventPublisher:
         if self._pending:  # queued while that call was out: the next one goes now
             self._flush()
 
-    async def _send(self, batch: list[_Event]) -> None:
+    async def _send(self, batch: list[tuple[str, str]]) -> None:
         try:
             for start in range(0, len(batch), _MAX_BATCH):
                 await self._call(batch[start : start + _MAX_BATCH])
@@ -141,15 +140,19 @@ class EbookEventPublisher:
             self._failing = False
             logger.info("[Worker Pool] Publishing progress events again")
 
-    async def _call(self, batch: list[_Event]) -> None:
+    async def _call(self, batch: list[tuple[str, str]]) -> None:
         keys = self._keys
         script_keys: list[str] = []
-        args: list[Any] = list(self._head)
-        args[3] = now_ms()
-        for item in batch:
-            script_keys.append(keys.status(item[0]))
-            script_keys.append(keys.ebook_events(item[0]))
-            args.extend(item)
+        numbers: dict[str, int] = {}  # ebook id → its pair of keys, 1-based
+        records = []
+        for ebook_id, record in batch:
+            number = numbers.get(ebook_id)
+            if number is None:
+                number = numbers[ebook_id] = len(numbers) + 1
+                script_keys.append(keys.status(ebook_id))
+                script_keys.append(keys.ebook_events(ebook_id))
+            records.append(f"{number}{_FIELD}{ebook_id}{_FIELD}{record}")
+        args = [*self._head[:3], now_ms(), self._head[4], _RECORD.join(records)]
         try:
             await self._redis.evalsha(self._script.sha, len(script_keys), *script_keys, *args)
         except NoScriptError:  # a restarted Redis forgot the script

@@ -1,8 +1,10 @@
--- KEYS: per event, the ebook's status and events stream (2 keys per event).
--- ARGV: channel, maxlen, ttl ms, now ms, pool id (JSON string), then 9 fields per event:
--- ebook id, kind ("s" page stored, "f" page failed, "b" the ebook's first page began),
--- page index, total pages, job id, attempts, prompt tokens, completion tokens ("" = null),
--- reason, error type ("" = null).
+-- KEYS: per ebook of the batch, its status and its events stream (2 keys per ebook).
+-- ARGV: channel, maxlen, ttl ms, now ms, pool id (JSON string), then the events in one string:
+-- records separated by \30, each of 11 fields separated by \31: the ebook's number in KEYS
+-- (1-based pair), ebook id, kind ("s" page stored, "f" page failed, "b" the ebook's first page
+-- began), page index, total pages, job id, attempts, prompt tokens, completion tokens (""
+-- = null), reason, error type ("" = null). One string, not one argument per field: packing
+-- thousands of arguments costs the pool more than the script costs Redis.
 -- Appends each page event to its ebook's stream (MAXLEN ~) and publishes it on the channel with
 -- its stream id; then the ebook's state as an event, read here atomically with the appends, so
 -- the stream's states follow the order of the changes even when several processes publish:
@@ -53,20 +55,21 @@ local function announce(e)
   e.pending = false
   e.touched = true
 end
-for i = 1, #KEYS / 2 do
-  local a = 5 + (i - 1) * 10
-  local e = ebook(i, ARGV[a + 1])
-  local kind = ARGV[a + 2]
+for record in string.gmatch(ARGV[6], '[^\30]+') do
+  local f = {}
+  for field in string.gmatch(record .. '\31', '([^\31]*)\31') do f[#f + 1] = field end
+  local e = ebook(tonumber(f[1]), f[2])
+  local kind = f[3]
   if kind == 'b' then
     if e.state == 'generating' and e.previous ~= 'generating' then announce(e) end
   else
     local outcome = 'succeeded'
     if kind == 'f' then outcome = 'failed' end
     append(e.stream, '{"v":1,"type":"page","ebookId":"' .. e.id .. '","pageIndex":' ..
-      ARGV[a + 3] .. ',"totalPages":' .. ARGV[a + 4] .. ',"jobId":"' .. ARGV[a + 5] ..
-      '","outcome":"' .. outcome .. '","attempts":' .. num(ARGV[a + 6]) ..
-      ',"promptTokens":' .. num(ARGV[a + 7]) .. ',"completionTokens":' .. num(ARGV[a + 8]) ..
-      ',"reason":' .. str(ARGV[a + 9]) .. ',"errorType":' .. str(ARGV[a + 10]) ..
+      f[4] .. ',"totalPages":' .. f[5] .. ',"jobId":"' .. f[6] ..
+      '","outcome":"' .. outcome .. '","attempts":' .. num(f[7]) ..
+      ',"promptTokens":' .. num(f[8]) .. ',"completionTokens":' .. num(f[9]) ..
+      ',"reason":' .. str(f[10]) .. ',"errorType":' .. str(f[11]) ..
       ',"at":' .. now .. ',"poolId":' .. pool .. '}', e.previous)
     e.touched = true
     if e.state ~= '' then

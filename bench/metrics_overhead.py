@@ -7,8 +7,9 @@ hits them alike:
 
 - `bare`: the pool alone (no progress events, no HTTP server);
 - `events`: what `ebook-pool run` adds without a port: progress events (PROGRESS_EVENTS);
-- `events+http+metrics`: also the HTTP server with the dashboard and /metrics, scraped every
-  second (Prometheus usually scrapes every 15 s).
+- `events+http+metrics`: also the HTTP server with /healthz, /readyz and /metrics, scraped
+  every second (Prometheus usually scrapes every 15 s). Not the dashboard: its once-a-second
+  sampler is its own cost.
 
 Prints pages/s and CPU per page (pool process + redis-server, and each) side by side, median
 and spread, and each variant's slowdown against `bare` (target: at most 5%). On a busy machine

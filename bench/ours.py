@@ -7,9 +7,9 @@ Options (`--option key=value`):
                        concurrency, exactly as `ebook-pool run` builds it
     enqueue=0          do not enqueue (another process does; scale-out runs)
     observe=events     what `ebook-pool run` adds to the pool (default): progress events
-                       (PROGRESS_EVENTS); `observe=all` also serves /metrics (and the dashboard)
-                       on a local port, scraped every `scrape_s` (default 1); `observe=none`:
-                       the bare pool
+                       (PROGRESS_EVENTS); `observe=all` also serves /healthz, /readyz and
+                       /metrics (not the dashboard) on a local port, /metrics scraped every
+                       `scrape_s` (default 1); `observe=none`: the bare pool
     profile=PATH       profile the run with pyinstrument and write an HTML report to PATH
 """
 
@@ -129,7 +129,8 @@ class OursAdapter:
         self._http = contextlib.AsyncExitStack()
         if observe == "all":
             metrics = build_metrics(self._pool, settings, default_model="gpt-4o-mini")
-            app = health_app(self._pool, self._pool_redis, settings=settings, metrics=metrics)
+            # No dashboard: its sampler is the dashboard's cost, not the metrics'.
+            app = health_app(self._pool, self._pool_redis, metrics=metrics)
             port = await self._http.enter_async_context(serving(app, host="127.0.0.1", port=0))
             scrape_s = float(spec.options.get("scrape_s", "1"))
             self._scraper = asyncio.ensure_future(_scrape(port, scrape_s))

@@ -61,7 +61,9 @@ class EbookEventPublisher:
     def __init__(self, redis: Redis, *, keys: Keys, pool_id: str, maxlen: int, ttl_ms: int) -> None:
         self._redis = redis
         self._keys = keys
-        self._head = [keys.events_channel, maxlen, ttl_ms, 0, json.dumps(pool_id)]
+        self._maxlen = maxlen
+        self._ttl_ms = ttl_ms
+        self._pool_json = json.dumps(pool_id)
         self._script = redis.register_script(lua_source("publish_progress"))
         self._pending: list[tuple[str, str]] = []  # (ebook id, record)
         self._sending: asyncio.Task[None] | None = None
@@ -152,7 +154,10 @@ class EbookEventPublisher:
                 script_keys.append(keys.status(ebook_id))
                 script_keys.append(keys.ebook_events(ebook_id))
             records.append(f"{number}{_FIELD}{ebook_id}{_FIELD}{record}")
-        args = [*self._head[:3], now_ms(), self._head[4], _RECORD.join(records)]
+        args: list[str | int] = [
+            keys.events_channel, self._maxlen, self._ttl_ms, now_ms(), self._pool_json,
+            _RECORD.join(records),
+        ]  # fmt: skip
         try:
             await self._redis.evalsha(self._script.sha, len(script_keys), *script_keys, *args)
         except NoScriptError:  # a restarted Redis forgot the script

@@ -1,7 +1,8 @@
 # The README's two commands, each bootstrapping what it needs on a fresh clone:
 #
 #   make demo   write a sample 12-page ebook (no Redis, no API key needed)
-#   make test   the test suite (installs redis-server with apt-get if missing and root)
+#   make test   the test suite (installs what it drives if missing and root: redis-server,
+#               Chromium + ChromeDriver for the dashboard, Node for the TypeScript client)
 #
 # Only PyPI is needed: uv comes from pip if it is missing, and uv never downloads a Python
 # (it uses the system's, see .python-version and [tool.uv] in pyproject.toml).
@@ -15,7 +16,7 @@ export UV_PYTHON_PREFERENCE := only-system
 # Where `pip install --user uv` puts the uv binary.
 export PATH := $(shell python3 -c 'import site; print(site.getuserbase())' 2>/dev/null)/bin:$(PATH)
 
-.PHONY: help demo test lint chaos env uv redis-server
+.PHONY: help demo test lint chaos env uv redis-server browser node ts-client
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -23,7 +24,7 @@ help:  ## List the targets
 demo: env  ## Write a sample ebook to out/<ebook-id>.md with the pool, end to end
 	uv run --locked ebook-pool demo
 
-test: env redis-server  ## Run the test suite
+test: env redis-server browser ts-client  ## Run the test suite
 	uv run --locked pytest
 
 chaos: env redis-server  ## Chaos suite: kill -9, Redis and redeploy storms, payload fuzz (~10 min)
@@ -55,3 +56,22 @@ redis-server:
 		fi; \
 	}
 	@redis-server --version
+
+# Debian's packages, installed when missing and root (as CI runs); else say what to install.
+APT_INSTALL = if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) >/dev/null; \
+	else echo "missing: $(1) (e.g. sudo apt-get install $(1))" >&2; exit 1; fi
+
+browser:  # the dashboard's browser test drives Debian's headless Chromium, never a download
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || { \
+		echo "chromium or chromedriver is missing: installing them with apt-get"; \
+		$(call APT_INSTALL,chromium chromium-driver); }
+
+node:
+	@command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || { \
+		echo "node is missing: installing nodejs and npm with apt-get"; \
+		$(call APT_INSTALL,nodejs npm); }
+
+ts-client: node  # the TypeScript client, from its lock file (tests drive it against the pool)
+	npm ci --prefix clients/typescript --no-audit --no-fund --loglevel=error
+	npm --prefix clients/typescript run build --silent

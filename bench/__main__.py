@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Any
 
-from bench.catalog import OURS, select_peers
+from bench.catalog import OURS, OURS_ASYNCIO, select_peers
 from bench.machine import PEER_PACKAGES, describe_machine
 from bench.peers_env import ensure_venv, installed_versions
 from bench.redis_server import RedisServer
@@ -73,7 +73,13 @@ def main(argv: list[str] | None = None) -> int:
 
     sections: list[Section] = []
     with RedisServer() as server:
-        bench = Bench(server=server, plan=plan, peers=peer_targets, ours=OURS.target())
+        bench = Bench(
+            server=server,
+            plan=plan,
+            peers=peer_targets,
+            ours=OURS.target(),
+            ours_asyncio=OURS_ASYNCIO.target(),
+        )
         overhead_runs: dict[str, list[dict[str, Any]]] | None = None
         for sid in scenario_ids:
             print(f"\n=== scenario {sid} ===", flush=True)

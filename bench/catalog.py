@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bench.harness import Target
 
-__all__ = ["OURS", "PEERS", "Contender", "select_peers"]
+__all__ = ["OURS", "OURS_ASYNCIO", "PEERS", "Contender", "is_ours", "select_peers"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +50,26 @@ OURS = Contender(
     name="ours",
     env=None,
     module="bench.ours",
+    options={"loop": "uvloop"},  # what EVENT_LOOP=auto (the default) picks on Linux
     at_least_once=True,
     delivery="claimed jobs sit in a per-process processing list; the reaper gives back the "
     "list of a process whose heartbeat expired",
 )
+#: Ours on asyncio's own loop (EVENT_LOOP=asyncio), measured next to `OURS` in the same run.
+OURS_ASYNCIO = Contender(
+    name="ours-asyncio",
+    env=None,
+    module="bench.ours",
+    options={"loop": "asyncio"},
+    at_least_once=True,
+    delivery="as ours",
+)
+
+
+def is_ours(name: str) -> bool:
+    """Whether a row is one of ours (on either loop)."""
+    return name in (OURS.name, OURS_ASYNCIO.name)
+
 
 PEERS: tuple[Contender, ...] = (
     Contender(

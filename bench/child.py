@@ -21,7 +21,7 @@ import json
 import sys
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -237,11 +237,24 @@ def parse_spec(argv: list[str] | None = None) -> RunSpec:
     )
 
 
-def main(make_adapter: Callable[[], Adapter]) -> None:
-    """Entry point of a runner module: `main(MyAdapter)`; exits 1 after an "error" event."""
+def main(
+    make_adapter: Callable[[], Adapter],
+    *,
+    run: Callable[[Coroutine[Any, Any, None], RunSpec], None] | None = None,
+) -> None:
+    """Entry point of a runner module: `main(MyAdapter)`; exits 1 after an "error" event.
+
+    Args:
+        run: runs the driver coroutine to its end (default `asyncio.run`); a runner that picks
+            its event loop from the spec's options passes its own.
+    """
     spec = parse_spec()
     try:
-        asyncio.run(_drive(make_adapter(), spec))
+        driver = _drive(make_adapter(), spec)
+        if run is None:
+            asyncio.run(driver)
+        else:
+            run(driver, spec)
     except BaseException as exc:
         _emit("error", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
         raise SystemExit(1) from None

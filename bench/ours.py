@@ -6,6 +6,8 @@ Options (`--option key=value`):
                        `base_url` (the simulator); its connection pool is sized to the
                        concurrency, exactly as `ebook-pool run` builds it
     enqueue=0          do not enqueue (another process does; scale-out runs)
+    loop=uvloop        the event loop, as EVENT_LOOP chooses it for `ebook-pool run`: uvloop
+                       (default, what `auto` picks where it is installed) or asyncio
     observe=events     what `ebook-pool run` adds to the pool (default): progress events
                        (PROGRESS_EVENTS); `observe=all` also serves /healthz, /readyz and
                        /metrics (not the dashboard) on a local port, /metrics scraped every
@@ -19,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -196,5 +199,12 @@ def _write_profile(profiler: Any, path: str) -> None:
     Path(path).with_suffix(".txt").write_text(flat_summary(profiler.last_session))
 
 
+def _run_on_chosen_loop(driver: Coroutine[Any, Any, None], spec: RunSpec) -> None:
+    """Run the driver on the loop `loop=` names, through the pool's own EVENT_LOOP choice."""
+    from pool_app import eventloop
+
+    eventloop.run(driver, event_loop=spec.options.get("loop", "uvloop"))
+
+
 if __name__ == "__main__":
-    main(OursAdapter)
+    main(OursAdapter, run=_run_on_chosen_loop)

@@ -50,7 +50,7 @@ def _overhead(section: Section) -> list[str]:
         ],
         [
             [
-                f"**{r['queue']}**" if r["queue"] == "ours" else r["queue"],
+                f"**{r['queue']}**" if r["queue"].startswith("ours") else r["queue"],
                 "yes" if r["at_least_once"] else "no",
                 f"{r['jobs']:,}" if r["jobs"] else "—",
                 _fmt(r["pages_per_s"]),
@@ -67,7 +67,8 @@ def _slow_io(section: Section) -> list[str]:
     return _table(
         [
             "in flight",
-            "transport",
+            "latency s",
+            "event loop",
             "jobs",
             "ideal pages/s",
             "steady pages/s",
@@ -81,7 +82,8 @@ def _slow_io(section: Section) -> list[str]:
         [
             [
                 f"{r['concurrency']:,}",
-                r["transport"],
+                f"{r.get('latency_s', 1.0):g}",
+                r.get("loop", "asyncio"),
                 f"{r['jobs']:,}",
                 f"{r['ideal_pages_per_s']:,.0f}",
                 _fmt(r["steady_pages_per_s"]),
@@ -118,7 +120,7 @@ def _pickup(section: Section) -> list[str]:
         ["queue", "p50 ms", "p99 ms", "max ms"],
         [
             [
-                f"**{r['queue']}**" if r["queue"] == "ours" else r["queue"],
+                f"**{r['queue']}**" if r["queue"].startswith("ours") else r["queue"],
                 _fmt(r["p50_ms"], 2),
                 _fmt(r["p99_ms"], 2),
                 _fmt(r["max_ms"], 1, spread=False),
@@ -140,7 +142,7 @@ def _redis_cost(section: Section) -> list[str]:
         ],
         [
             [
-                f"**{r['queue']}**" if r["queue"] == "ours" else r["queue"],
+                f"**{r['queue']}**" if r["queue"].startswith("ours") else r["queue"],
                 _fmt(r["commands_per_page"], 1, spread=False),
                 _fmt(r["scripts_per_page"], 2, spread=False),
                 _fmt(r["other_commands_per_page"], 1, spread=False),

@@ -19,6 +19,7 @@ __all__ = ["GeneratorSettings"]
 
 _OPTIONAL = (
     "openai_api_key",
+    "openai_max_tokens",
     "openai_base_url",
     "openai_organization",
     "openai_project",
@@ -45,8 +46,12 @@ class GeneratorSettings(BaseSettings):
     openai_model: str = Field(
         default="gpt-4o-mini", min_length=1, max_length=200, description="Default model."
     )
-    openai_max_tokens: int = Field(
-        default=1500, ge=16, le=128_000, description="Default completion token limit of a page."
+    openai_max_tokens: int | None = Field(
+        default=None,
+        ge=16,
+        le=128_000,
+        description="Flat completion token limit of a page; unset = sized from the page's "
+        "target length (see pool.ratelimit.sizing).",
     )
     openai_max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = Field(
         default="max_tokens",

@@ -3,7 +3,7 @@
 | what happened                                         | raised as        |
 |-------------------------------------------------------|------------------|
 | 429 `insufficient_quota`                               | PoolFatalError   |
-| 429 any other code (`rate_limit_exceeded`)             | RetryableError, `retry_after_s` from the headers/message |
+| 429 any other code (`rate_limit_exceeded`)             | RateLimitedError (a RetryableError), `retry_after_s` from the headers/message, `rate_limits` the x-ratelimit-* headers |
 | 408, 409, 5xx, connection error, timeout               | RetryableError   |
 | 401, 403, 404 (unknown model, wrong base URL)          | PoolFatalError   |
 | 400 (`context_length_exceeded`, `invalid_prompt`, `content_policy_violation`, …), 422, other 4xx | JobFatalError |
@@ -18,15 +18,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import openai
 
-from generator.ratelimits import retry_after_s
+from generator.ratelimits import rate_limit_headers, retry_after_s
 from pool.generation import GenerationError, JobFatalError, PoolFatalError, RetryableError
 from pool.shared import replace_secrets
 
-__all__ = ["MALFORMED", "classify_error", "redact"]
+__all__ = ["MALFORMED", "RateLimitedError", "classify_error", "redact"]
 
 #: The `code` of errors about an answer that is not a well-formed chat completion.
 MALFORMED = "malformed_response"
@@ -41,6 +41,26 @@ _POOL_FATAL_HINTS = {
     403: "permission denied; check the key's project, organization and model access",
     404: "not found; check OPENAI_MODEL (or the job's model) and OPENAI_BASE_URL",
 }
+
+
+class RateLimitedError(RetryableError):
+    """A 429 refusal for rate, with the answer's `x-ratelimit-*` headers in `rate_limits`.
+
+    A `RetryableError` like any 429; the rate-limit governor reads the headers to learn the
+    limits and the cool-down (`pool.ratelimit.refusal_headers`).
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        retry_after_s: float | None = None,
+        rate_limits: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(reason, status=status, code=code, retry_after_s=retry_after_s)
+        self.rate_limits: Mapping[str, str] = dict(rate_limits or {})
 
 
 def classify_error(
@@ -107,11 +127,12 @@ def _from_status(
     if status == 429:
         wait_s = retry_after_s(exc.response.headers, message, now_s=now_s)
         hint = f" (retry after {wait_s:g}s)" if wait_s is not None else ""
-        return RetryableError(
+        return RateLimitedError(
             _line(f"{label}: rate limited{hint}: {message}", secrets),
             status=status,
             code=code or "rate_limit_exceeded",
             retry_after_s=wait_s,
+            rate_limits=rate_limit_headers(exc.response.headers),
         )
     if status in _POOL_FATAL_HINTS:
         return PoolFatalError(

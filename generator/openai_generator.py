@@ -7,7 +7,8 @@ works through OPENAI_BASE_URL and OPENAI_MODEL.
 What counts as a page, and what does not:
 
 - `finish_reason == "length"`: the page was cut off at the token limit → `RetryableError`
-  (code "length"); sampling may land shorter next time, and the pool bounds the attempts.
+  (code "length"). Unless the job set its own `maxTokens`, its next attempts ask for twice the
+  limit (`pool.ratelimit.sizing.grown_max_tokens`, once); the pool bounds the attempts.
 - empty or blank content → `RetryableError` (code "empty_content").
 - `message.refusal` set → `JobFatalError` (code "refusal"): the model declined this brief, and
   asking again with the same brief spends tokens for the same answer.
@@ -21,13 +22,15 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Self
 
 import httpx2
+import orjson
 from loguru import logger
-from openai import AsyncOpenAI, DefaultAioHttpClient
+from openai import AsyncOpenAI
 from openai.types.chat import (
     ChatCompletionMessageParam,
 )
@@ -36,6 +39,7 @@ from generator.config import GeneratorSettings
 from generator.errors import MALFORMED, classify_error
 from generator.prompts import DEFAULT_PROMPTS, PromptTemplates, build_prompt, load_prompts
 from generator.ratelimits import rate_limit_headers
+from generator.transport import http_client
 from pool.generation import (
     GeneratedPage,
     GenerationError,
@@ -44,13 +48,17 @@ from pool.generation import (
     RetryableError,
 )
 from pool.job import PageJob
+from pool.ratelimit.cost import RequestCost
+from pool.ratelimit.identity import ApiIdentity
+from pool.ratelimit.sizing import grown_max_tokens, page_max_tokens
+from pool.ratelimit.tokens import count_prompt_tokens
 from pool.shared import ConfigError
 
 __all__ = ["OpenAIPageGenerator"]
 
 _DEFAULT_MAX_CONNECTIONS = 100  # when the caller does not say how many pages run at once
-
-_TOKENS_PER_TARGET_WORD = 2  # room for the heading and for languages with longer tokens
+_DEFAULT_TARGET_WORDS = 500  # the length the prompts ask for when a job does not say
+_GROWN_KEPT = 10_000  # jobs whose grown token limit this generator remembers
 _PROBE_MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Reply with OK."}]
 
 
@@ -61,8 +69,9 @@ class OpenAIPageGenerator:
         client: the API client, created with `max_retries=0`; this generator closes it in
             `aclose`.
         model: default model; a job's `model` overrides it.
-        max_tokens: default completion token limit; a job's `max_tokens` overrides it. Without
-            one, the limit grows to 2 tokens per word of the job's `target_words`.
+        max_tokens: flat completion token limit; a job's `max_tokens` overrides it, and a job's
+            `target_words` raises it if it needs more. None (the default): each page's limit
+            is sized from its target length (`pool.ratelimit.sizing.page_max_tokens`).
         temperature: default sampling temperature; a job's `temperature` overrides it.
         max_tokens_field: "max_tokens" or "max_completion_tokens", the request field that
             carries the limit.
@@ -77,7 +86,7 @@ class OpenAIPageGenerator:
         *,
         client: AsyncOpenAI,
         model: str = "gpt-4o-mini",
-        max_tokens: int = 1500,
+        max_tokens: int | None = None,
         temperature: float = 0.7,
         max_tokens_field: str = "max_tokens",
         prompts: PromptTemplates = DEFAULT_PROMPTS,
@@ -106,6 +115,10 @@ class OpenAIPageGenerator:
         key = getattr(client, "api_key", None)
         self._secrets: tuple[str, ...] = (key,) if isinstance(key, str) and key else ()
         self._closed = False
+        # Jobs cut off at their limit: job id -> the larger limit of their next attempts.
+        self._grown: OrderedDict[str, int] = OrderedDict()
+        # Absolute, so that the SDK parses it once instead of joining it to base_url each time.
+        self._completions_url = f"{str(client.base_url).rstrip('/')}/chat/completions"
 
     @classmethod
     def from_settings(
@@ -140,7 +153,7 @@ class OpenAIPageGenerator:
             organization=settings.openai_organization,
             project=settings.openai_project,
             max_retries=0,
-            http_client=_http_client(max_connections or _DEFAULT_MAX_CONNECTIONS),
+            http_client=http_client(max_connections or _DEFAULT_MAX_CONNECTIONS),
         )
         return cls(
             client=client,
@@ -154,6 +167,24 @@ class OpenAIPageGenerator:
 
     def __repr__(self) -> str:
         return f"OpenAIPageGenerator(model={self.model!r}, base_url={str(self._client.base_url)!r})"
+
+    @property
+    def api_identity(self) -> ApiIdentity:
+        """The API this generator calls, as the rate-limit budgets key it (no key inside)."""
+        key = self._client.api_key if isinstance(self._client.api_key, str) else ""
+        return ApiIdentity.of(str(self._client.base_url), key)
+
+    def request_cost(self, job: PageJob) -> RequestCost:
+        """What the next request for `job` will cost the rate limits: model, prompt, max_tokens.
+
+        The same model, limit and prompt `generate` will send (prompt tokens counted with the
+        model's vocabulary, see `pool.ratelimit.tokens`).
+        """
+        model = job.model or self.model
+        max_tokens = self._max_tokens_of(job)
+        prompt = build_prompt(job, max_tokens=max_tokens, prompts=self.prompts)
+        messages = [("system", prompt.system), ("user", prompt.user)]
+        return RequestCost(model, count_prompt_tokens(messages, model), max_tokens)
 
     async def generate(self, job: PageJob, *, timeout_s: float) -> GeneratedPage:
         """Write one page with one HTTP request; raise a `GenerationError` if it fails.
@@ -182,7 +213,11 @@ class OpenAIPageGenerator:
         except GenerationError as err:
             raise self._for_job(err, job) from None
         latency_s = self._clock() - started
-        page = _page_from(completion, model=model, max_tokens=max_tokens)
+        try:
+            page = _page_from(completion, model=model, max_tokens=max_tokens)
+        except RetryableError as err:
+            raise self._after_cut(err, job, max_tokens) from None
+        self._grown.pop(job.id, None)
         page = replace(page, latency_s=latency_s, rate_limits=rate_limit_headers(headers))
         logger.debug(
             "page {}/{} of {} written by {} in {:.2f}s ({} tokens)",
@@ -231,11 +266,12 @@ class OpenAIPageGenerator:
     ) -> tuple[dict[str, Any], httpx2.Headers]:
         """One chat completion request: the answer's JSON and its headers, or a pool error.
 
-        The body is posted as built (`client.post`, the SDK's way to make a request it has no
-        method for) and the answer read as plain JSON: `chat.completions.create` would spend
-        more CPU walking its typed parameters and building response models than the rest of
-        the request, which shows at a thousand pages in flight. Errors, timeouts and headers
-        go through the SDK exactly as with `create`.
+        The body is encoded here (orjson) and posted as bytes (`client.post(content=...)`, the
+        SDK's way to make a request it has no method for), and the answer read as plain JSON:
+        `chat.completions.create` would spend more CPU walking its typed parameters and
+        building response models than the rest of the request, which shows at a thousand
+        pages in flight. Errors, timeouts and headers go through the SDK exactly as with
+        `create`.
         """
         body: dict[str, Any] = {"model": model, "messages": messages, self.max_tokens_field: limit}
         if temperature is not None:
@@ -244,13 +280,13 @@ class OpenAIPageGenerator:
             # The SDK's timeout bounds each network phase; asyncio.timeout bounds their sum.
             async with asyncio.timeout(timeout_s):
                 response = await self._client.post(
-                    "/chat/completions",
-                    body=body,
+                    self._completions_url,
+                    content=_json_body(body),
                     cast_to=httpx2.Response,
                     options={"timeout": timeout_s},
                 )
-                data = json.loads(await response.aread())
-        except ValueError as exc:  # a 2xx whose body is not JSON
+                data = orjson.loads(await response.aread())
+        except orjson.JSONDecodeError as exc:  # a 2xx whose body is not JSON
             raise RetryableError(
                 f"{MALFORMED}: the answer is not JSON ({exc})", status=200, code=MALFORMED
             ) from None
@@ -272,9 +308,33 @@ class OpenAIPageGenerator:
     def _max_tokens_of(self, job: PageJob) -> int:
         if job.max_tokens is not None:
             return job.max_tokens
+        grown = self._grown.get(job.id)
+        if grown is not None:
+            return grown
+        if self.max_tokens is None:
+            return page_max_tokens(job.target_words or _DEFAULT_TARGET_WORDS)
         if job.target_words is not None:
-            return max(self.max_tokens, job.target_words * _TOKENS_PER_TARGET_WORD)
+            return max(self.max_tokens, page_max_tokens(job.target_words))
         return self.max_tokens
+
+    def _after_cut(self, err: RetryableError, job: PageJob, max_tokens: int) -> RetryableError:
+        """A page cut off at a limit we chose gets a larger one, once, for its next attempts."""
+        if err.code != "length" or job.max_tokens is not None or job.id in self._grown:
+            return err
+        grown = grown_max_tokens(max_tokens)
+        self._grown[job.id] = grown
+        while len(self._grown) > _GROWN_KEPT:
+            self._grown.popitem(last=False)
+        grown_err = RetryableError(
+            f"{err.reason}; the next attempt asks for max_tokens={grown}",
+            status=err.status,
+            code=err.code,
+        )
+        grown_err.prompt_tokens, grown_err.completion_tokens = (
+            err.prompt_tokens,
+            err.completion_tokens,
+        )
+        return grown_err
 
     def _for_job(self, err: GenerationError, job: PageJob) -> GenerationError:
         # An unknown model that only this job asked for is this job's problem, not the pool's.
@@ -344,17 +404,13 @@ def _read_page(completion: dict[str, Any], *, model: str, max_tokens: int) -> Ge
     )
 
 
+def _json_body(body: dict[str, Any]) -> bytes:
+    """`body` as JSON bytes; orjson refuses a lone UTF-16 surrogate, which json escapes."""
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError:
+        return json.dumps(body).encode()
+
+
 def _int(value: Any) -> int:
     return value if isinstance(value, int) else 0
-
-
-def _http_client(max_connections: int) -> httpx2.AsyncClient:
-    """The SDK's aiohttp transport (its advice for concurrency), with room for every worker.
-
-    Measured against the simulator, it takes less than half the CPU per request of the default
-    httpx transport.
-    """
-    limits = httpx2.Limits(
-        max_connections=max_connections, max_keepalive_connections=max_connections
-    )
-    return DefaultAioHttpClient(limits=limits)

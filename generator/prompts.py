@@ -20,7 +20,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from pool.job import PageJob
+from pool.job import OUTLINE_RADIUS, PageJob
 from pool.shared import ConfigError
 
 __all__ = [
@@ -101,7 +101,7 @@ PLACEHOLDERS: dict[str, str] = {
     "instructions_block": "'Additional instructions for this page:' + instructions, or ''",
 }
 
-_OUTLINE_RADIUS = 3  # outline entries shown on each side of the page
+_OUTLINE_RADIUS = OUTLINE_RADIUS  # outline entries shown on each side of the page
 _DEFAULT_WORDS = 500
 _BLANK_LINES = re.compile(r"\n{3,}")
 _TEMPLATE_KEYS = ("system", "user")
@@ -208,9 +208,8 @@ def _trial_render(prompts: PromptTemplates, *, where: str) -> None:
 
 
 def _outline_entry(job: PageJob, index: int) -> str:
-    if job.outline and 0 <= index < len(job.outline):
-        return job.outline[index].strip()
-    return ""
+    entry = job.outline_entry(index) if index >= 0 else None
+    return entry.strip() if entry is not None else ""
 
 
 def _fields(job: PageJob, *, max_tokens: int) -> dict[str, str]:
@@ -274,15 +273,21 @@ def _position_note(job: PageJob, previous_title: str, next_title: str) -> str:
 def _outline_block(job: PageJob) -> str:
     if not job.outline:
         return ""
-    first = max(0, job.page_index - _OUTLINE_RADIUS)
-    last = min(len(job.outline), job.page_index + _OUTLINE_RADIUS + 1)
+    # The job may carry the whole outline or a window of it (`outline_start`); pages outside
+    # what it carries are left out, and "…" marks pages of the book before or after the block.
+    carried_end = job.outline_start + len(job.outline)
+    first = max(0, job.outline_start, job.page_index - _OUTLINE_RADIUS)
+    last = min(carried_end, job.page_index + _OUTLINE_RADIUS + 1)
+    if first >= last:
+        return ""
+    book_end = max(job.total_pages, carried_end)
     lines = ["Outline around this page (→ marks this page):"]
     if first > 0:
         lines.append("  …")
     for index in range(first, last):
         mark = "→" if index == job.page_index else " "
-        lines.append(f"{mark} {index + 1}. {job.outline[index].strip()}")
-    if last < len(job.outline):
+        lines.append(f"{mark} {index + 1}. {job.outline[index - job.outline_start].strip()}")
+    if last < book_end:
         lines.append("  …")
     return "\n".join(lines)
 

@@ -82,9 +82,11 @@ class Claimer:
             finally:
                 for _ in range(want - len(got)):
                     slots.release()
+            announce = events.wants(EventKind.JOB_CLAIMED)
             for raw, attempt in got:
                 self._ledger.opened(raw)
-                events.emit(EventKind.JOB_CLAIMED, raw=raw, attempt=attempt)
+                if announce:
+                    events.emit(EventKind.JOB_CLAIMED, raw=raw, attempt=attempt)
                 self._handoff.put_nowait((raw, attempt, epoch))
 
     async def _claim(self, want: int) -> tuple[list[tuple[bytes, int]], bytes]:

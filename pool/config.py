@@ -168,6 +168,50 @@ class PoolSettings(BaseSettings):
         le=10_000,
         description="Most recent ebooks the dashboard lists (found by SCAN).",
     )
+    # Log volume (issue 14): per-page lines past this rate are held back, with a summary line.
+    log_page_lines_per_s: int = Field(
+        default=50,
+        ge=0,
+        le=1_000_000,
+        description="Most per-page lines (Processing/Completed job) written a second at INFO; "
+        "the rest are held back (DEBUG if LOG_LEVEL=DEBUG) and counted in a summary line.",
+    )
+    # Rate-limit governor (issue 10): one budget per API key and model, shared over Redis.
+    openai_rpm_limit: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000_000,
+        description="Requests per minute of the API budget every process on this Redis shares "
+        "(per API key and model); unset = learned from the API's x-ratelimit-limit-requests.",
+    )
+    openai_tpm_limit: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000_000_000,
+        description="Tokens per minute of that budget (prompt + max_tokens, as OpenAI counts "
+        "them); unset = learned from x-ratelimit-limit-tokens.",
+    )
+    rate_limit_governor: bool = Field(
+        default=True,
+        description="Pace API requests with the shared budget; false sends them unpaced.",
+    )
+    rate_limit_max_wait: int = Field(
+        default=300_000,
+        ge=1_000,
+        le=86_400_000,
+        description=f"Longest a page waits for budget before it goes back to the queue, {_MS}.",
+    )
+    rate_limit_burst: int = Field(
+        default=1_000,
+        ge=0,
+        le=60_000,
+        description=f"Budget the shared bucket may spend at once, as {_MS} of the limit.",
+    )
+    rate_limit_refund_unused: bool = Field(
+        default=False,
+        description="Give the completion tokens a page did not use back to the TPM budget "
+        "(for servers that count usage; OpenAI counts max_tokens).",
+    )
     # --- metrics and progress events (issue 12) ---
     metrics_enabled: bool = Field(
         default=True,
@@ -256,6 +300,20 @@ class PoolSettings(BaseSettings):
             ) from None
         return str(path)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_limit_is_unset(cls, data: Any) -> Any:
+        # Railway and docker-compose often define a variable as empty rather than not at all.
+        if isinstance(data, dict):
+            for key in list(data):
+                if (
+                    key.lower() in ("openai_rpm_limit", "openai_tpm_limit")
+                    and isinstance(data[key], str)
+                    and not data[key].strip()
+                ):
+                    data[key] = None
+        return data
+
     @model_validator(mode="after")
     def _check(self) -> PoolSettings:
         if self.heartbeat_timeout < 2 * self.heartbeat_interval:
@@ -320,6 +378,14 @@ class PoolSettings(BaseSettings):
     @property
     def pause_probe_interval_s(self) -> float:
         return self.pause_probe_interval / 1000
+
+    @property
+    def rate_limit_max_wait_s(self) -> float:
+        return self.rate_limit_max_wait / 1000
+
+    @property
+    def rate_limit_burst_s(self) -> float:
+        return self.rate_limit_burst / 1000
 
     @property
     def max_attempts(self) -> int:

@@ -4,8 +4,9 @@ The flag is one key, `{prefix}:paused` (see `Keys.paused`), holding JSON
 `{"reason": "...", "since": <epoch ms>}`. A plain string set by hand (`SET ebook:paused
 "maintenance"` in redis-cli) works too: it is the reason. Deleting the key resumes the pool.
 
-A pool process honours the flag by calling `pool_paused_by_operator` (one GET) on its heartbeat
-and not claiming new jobs while it returns a reason; jobs already running finish as usual.
+A pool process reads the flag with its heartbeat (`pool.liveness`) and claims no new job while
+it is set; jobs already running finish as usual. So a pause takes effect within
+HEARTBEAT_INTERVAL on every process.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pool.keys import Keys
 __all__ = [
     "MAX_REASON_CHARS",
     "OperatorPause",
+    "decode_operator_pause",
+    "operator_pause_reason",
     "pause_pool",
     "pool_paused_by_operator",
     "read_operator_pause",
@@ -57,7 +60,11 @@ async def resume_pool(redis: Redis, keys: Keys) -> bool:
 
 async def read_operator_pause(redis: Redis, keys: Keys) -> OperatorPause | None:
     """The pause flag, decoded, or None when the pool is not paused by an operator."""
-    raw = await redis.get(keys.paused)
+    return decode_operator_pause(await redis.get(keys.paused))
+
+
+def decode_operator_pause(raw: bytes | str | None) -> OperatorPause | None:
+    """The value of `Keys.paused` decoded (JSON, or a plain reason typed in redis-cli)."""
     if raw is None:
         return None
     text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
@@ -82,5 +89,10 @@ async def pool_paused_by_operator(redis: Redis, keys: Keys) -> str | None:
     For the pool: call it on each heartbeat; while it returns a reason, claim nothing, show
     `paused: <reason>` in the heartbeat snapshot and `/readyz`, and resume when it returns None.
     """
-    flag = await read_operator_pause(redis, keys)
+    return operator_pause_reason(await redis.get(keys.paused))
+
+
+def operator_pause_reason(raw: bytes | str | None) -> str | None:
+    """What `pool_paused_by_operator` says, for a value already read."""
+    flag = decode_operator_pause(raw)
     return None if flag is None else f"paused by an operator: {flag['reason']}"

@@ -9,7 +9,7 @@ raises is logged and skipped, never fatal.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from enum import StrEnum
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -71,11 +71,17 @@ class PoolEvents:
     """The bus: `subscribe` a callable, `emit` events to every subscriber in order."""
 
     def __init__(self) -> None:
-        self._subscribers: list[Subscriber] = []
+        # Subscribers by the kinds they asked for: an event nobody wants costs one dict lookup.
+        self._by_kind: dict[EventKind, list[Subscriber]] = {}
 
-    def subscribe(self, subscriber: Subscriber) -> None:
-        """Call `subscriber` with every event from now on."""
-        self._subscribers.append(subscriber)
+    def subscribe(self, subscriber: Subscriber, kinds: Iterable[EventKind] | None = None) -> None:
+        """Call `subscriber` with every event of `kinds` (default: all) from now on."""
+        for kind in EventKind if kinds is None else kinds:
+            self._by_kind.setdefault(kind, []).append(subscriber)
+
+    def wants(self, kind: EventKind) -> bool:
+        """Whether anyone listens to `kind` (to skip work that only feeds an event)."""
+        return kind in self._by_kind
 
     def emit(
         self,
@@ -94,14 +100,15 @@ class PoolEvents:
         error_type: str | None = None,
     ) -> None:
         """Tell every subscriber; a subscriber that raises is logged and the others still run."""
-        if not self._subscribers:
+        subscribers = self._by_kind.get(kind)
+        if subscribers is None:
             return
         # Positional: several events are made per page, and this is the cheapest way.
         event = PoolEvent(
             kind, raw, worker, attempt, duration_s, wait_s, reason,
             job, prompt_tokens, completion_tokens, latency_s, error_type,
         )  # fmt: skip
-        for subscriber in self._subscribers:
+        for subscriber in subscribers:
             try:
                 subscriber(event)
             except Exception:

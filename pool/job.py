@@ -21,6 +21,7 @@ __all__ = [
     "CONTRACT_VERSION",
     "ID_PATTERN",
     "MAX_DEPTH",
+    "OUTLINE_RADIUS",
     "InvalidJob",
     "JobIds",
     "PageJob",
@@ -37,9 +38,18 @@ ID_PATTERN = r"^[A-Za-z0-9_.:@+=/-]{1,200}$"
 _ID_RE = re.compile(ID_PATTERN)
 #: Deepest nesting of arrays and objects a payload may have (the job itself is depth 1).
 MAX_DEPTH = 32
+#: Outline entries the prompts show on each side of a page: a producer needs to send only
+#: this window of the outline (with `outlineStart`), so a long book's jobs stay small.
+OUTLINE_RADIUS = 3
+#: Largest oversized payload whose ids are still read (to count its page as failed).
+_SALVAGE_MAX_BYTES = 4 * 1024 * 1024
+#: Largest |pageIndex| of an invalid job that is still counted against its ebook.
+_SALVAGE_MAX_INDEX = 2**53 - 1
 
 _Id = Annotated[str, Field(min_length=1, max_length=200, pattern=ID_PATTERN)]
 _Text = Annotated[str, Field(max_length=20_000)]
+# Strings are trimmed before the limits apply, so "required text" means "not blank".
+_NOT_BLANK = r"\S"
 # Integers are integers: no "0", 0.0 or true (pydantic would otherwise coerce them).
 _Int = Annotated[int, Field(strict=True)]
 
@@ -72,7 +82,7 @@ class PageJob(BaseModel):
     ebook_id: _Id = Field(description="Id of the ebook this page belongs to.")
     page_index: _Int = Field(ge=0, le=9_999, description="0-based index of the page.")
     total_pages: _Int = Field(ge=1, le=10_000, description="Number of pages in the ebook.")
-    title: Annotated[str, Field(min_length=1, max_length=500)] = Field(
+    title: Annotated[str, Field(min_length=1, max_length=500, pattern=_NOT_BLANK)] = Field(
         description="Title of the ebook."
     )
     topic: _Text | None = Field(
@@ -84,7 +94,17 @@ class PageJob(BaseModel):
     outline: list[Annotated[str, Field(max_length=500)]] | None = Field(
         default=None,
         max_length=10_000,
-        description="The whole book's outline, one entry per page, so a page knows its neighbours.",
+        description=(
+            "The book's outline, one entry per page, so a page knows its neighbours: the whole "
+            "outline, or only a window of it starting at page outlineStart (the prompts show "
+            f"{OUTLINE_RADIUS} entries on each side of the page)."
+        ),
+    )
+    outline_start: _Int = Field(
+        default=0,
+        ge=0,
+        le=9_999,
+        description="Index of the page that outline[0] is the entry of (0: the whole outline).",
     )
     instructions: _Text | None = Field(
         default=None, description="Extra instructions for this page (what to cover, examples)."
@@ -101,7 +121,7 @@ class PageJob(BaseModel):
     target_words: _Int | None = Field(
         default=None, ge=50, le=5_000, description="Approximate length of the page in words."
     )
-    model: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+    model: Annotated[str, Field(min_length=1, max_length=200, pattern=_NOT_BLANK)] | None = Field(
         default=None, description="Model to use for this page; defaults to OPENAI_MODEL."
     )
     max_tokens: _Int | None = Field(
@@ -131,6 +151,13 @@ class PageJob(BaseModel):
         assert self.job_id is not None
         return self.job_id
 
+    def outline_entry(self, index: int) -> str | None:
+        """The outline's entry of page `index`, or None if the job does not carry it."""
+        if self.outline is None:
+            return None
+        at = index - self.outline_start
+        return self.outline[at] if 0 <= at < len(self.outline) else None
+
     def to_wire(self) -> str:
         """The JSON a producer would push for this job (camelCase, without unset fields)."""
         return self.model_dump_json(by_alias=True, exclude_none=True)
@@ -140,8 +167,10 @@ class PageJob(BaseModel):
 class JobIds:
     """The ids that could still be read from a payload that is not a valid job.
 
-    `ebook_id` is set only when it is a valid id; `page_index` and `total_pages` only when both
-    are integers in range, so the ebook's status can count the page as failed.
+    `ebook_id` is set only when it is a valid id; `page_index` and `total_pages` only when
+    `totalPages` is an integer from 1 to 10,000 and `pageIndex` an integer (even out of range:
+    a page pushed as index 12 of 12 still counts as one failed page of that ebook, so the ebook
+    ends). The errors hash is keyed by the index, so the same bad index is counted once.
     """
 
     ebook_id: str | None = None
@@ -176,7 +205,10 @@ def decode_job(raw: bytes | str, *, max_bytes: int) -> PageJob:
     """
     data = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
     if len(data) > max_bytes:
-        raise InvalidJob(f"payload is {len(data)} bytes, over the {max_bytes}-byte limit")
+        raise InvalidJob(
+            f"payload is {len(data)} bytes, over the {max_bytes}-byte limit",
+            _salvage_oversized(data),
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -257,9 +289,25 @@ def _salvage_ids(data: dict[str, Any]) -> JobIds:
     if not (isinstance(ebook, str) and _ID_RE.match(ebook)):
         return JobIds()
     index, total = data.get("pageIndex"), data.get("totalPages")
-    if type(index) is int and type(total) is int and 0 <= index < total <= 10_000:
+    if (
+        type(index) is int
+        and type(total) is int
+        and 1 <= total <= 10_000
+        and abs(index) <= _SALVAGE_MAX_INDEX
+    ):
         return JobIds(ebook, index, total)
     return JobIds(ebook)
+
+
+def _salvage_oversized(data: bytes) -> JobIds:
+    """The ids of a payload over MAX_JOB_BYTES, if it is still a JSON object (of bounded size)."""
+    if len(data) > _SALVAGE_MAX_BYTES:
+        return JobIds()
+    try:
+        parsed = json.loads(data.decode("utf-8"), object_pairs_hook=_object)
+    except (ValueError, RecursionError):
+        return JobIds()
+    return _salvage_ids(parsed) if isinstance(parsed, dict) else JobIds()
 
 
 def _describe(exc: ValidationError) -> str:
@@ -267,7 +315,7 @@ def _describe(exc: ValidationError) -> str:
 
 
 def job_schema() -> dict[str, Any]:
-    """The JSON Schema of a page job as a producer writes it (camelCase)."""
-    schema = PageJob.model_json_schema(by_alias=True, mode="validation")
-    schema["x-contract-version"] = CONTRACT_VERSION
-    return schema
+    """The JSON Schema of a page job as a producer writes it (camelCase; see `pool.wire`)."""
+    from pool.wire import wire_schemas  # wire builds on this module
+
+    return wire_schemas()["PageJob"]

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 from loguru import logger
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
@@ -30,11 +32,15 @@ from pool.generation import (
 )
 from pool.job import InvalidJob, PageJob, decode_job
 from pool.liveness import Pauser
+from pool.logs import page_line_wanted
 from pool.outcomes import OutcomeWriter, PageWrite
 from pool.records import page_record
 from pool.retry import is_retryable, wait_policy
 from pool.runtime import PoolContext, Stopping, error_reason
 from pool.store import EpochChanged
+
+if TYPE_CHECKING:
+    from loguru import Logger
 
 __all__ = ["BeforeRequest", "JobRun", "JobRunner", "no_pacing"]
 
@@ -116,7 +122,10 @@ class JobRunner:
                 raw, None, reason=f"invalid job: {exc}", kind="invalid", attempts=0,
                 epoch=epoch, ids=exc.ids,
             )  # fmt: skip
-            logger.warning("[Worker-{}] Invalid job sent to the failed list: {}", n, exc)
+            ids = {k: v for k, v in asdict(exc.ids).items() if v is not None}
+            logger.bind(worker=n, **ids).warning(
+                "[Worker-{}] Invalid job sent to the failed list: {}", n, exc
+            )
             return
         if self.pauser.paused:  # claimed just before the pause: hand it back untouched
             await self.outcomes.give_back(raw, refund=self.ledger.ended(raw))
@@ -191,14 +200,12 @@ class JobRun:
         "attempt",
         "epoch",
         "job",
-        "log",
         "max_attempts",
         "n",
         "next_attempt",
         "raw",
         "runner",
         "started",
-        "where",
     )
 
     def __init__(
@@ -220,45 +227,62 @@ class JobRun:
         self.attempt = 0
         self.next_attempt: int | None = claimed_attempt
         self.started = monotonic()
-        self.log = logger.bind(
-            worker=n, ebook_id=job.ebook_id, page_index=job.page_index, job_id=job.id
-        )
-        self.where = f"EbookID={job.ebook_id}, PageIndex={job.page_index}"
         self._replay: Exception | None = None
+
+    # The log context and the page's name are built when a line needs them, not per page.
+    @property
+    def log(self) -> Logger:
+        """The logger bound to this job's ids."""
+        job = self.job
+        return logger.bind(
+            worker=self.n, ebook_id=job.ebook_id, page_index=job.page_index, job_id=job.id
+        )
+
+    @property
+    def where(self) -> str:
+        return f"EbookID={self.job.ebook_id}, PageIndex={self.job.page_index}"
 
     async def run(self) -> None:
         """All attempts, then the outcome: stored (in the background), failed or given back."""
-        outcomes, n, raw, log = self.runner.outcomes, self.n, self.raw, self.log
+        outcomes, n, raw = self.runner.outcomes, self.n, self.raw
         try:
             page = await self._all_attempts()
         except Stopping:
             await outcomes.give_back(raw, refund=False)
             raise
         except EpochChanged:
-            log.warning("[Worker-{}] Dropped {}: Redis lost its data while it ran", n, self.where)
+            self.log.warning(
+                "[Worker-{}] Dropped {}: Redis lost its data while it ran", n, self.where
+            )
         except _OutOfAttempts as exc:
             reason = (
                 f"gave up: {exc.attempts} attempts were started and none finished "
                 "(the process running it died or was stopped each time)"
             )
             await self._fail(reason, "exhausted", exc.attempts)
-            log.error("[Worker-{}] Failed job: {}: {}", n, self.where, reason)
+            self._failed_log(exc.attempts, "exhausted").error(
+                "[Worker-{}] Failed job: {}: {}", n, self.where, reason
+            )
         except PoolFatalError as exc:
             await outcomes.give_back(raw, refund=True)  # not the job's fault
             self.runner.pauser.pause(exc)
         except JobFatalError as exc:
             await self._fail(error_reason(exc), "fatal", self.attempt)
-            log.error(
+            self._failed_log(self.attempt, "fatal").error(
                 "[Worker-{}] Failed job: {} (not retryable): {}", n, self.where, error_reason(exc)
             )
         except Exception as exc:
             await self._fail(error_reason(exc), "exhausted", self.attempt)
-            log.error(
+            self._failed_log(self.attempt, "exhausted").error(
                 "[Worker-{}] Failed job: {} after {} attempts: {}",
                 n, self.where, self.attempt, error_reason(exc),
             )  # fmt: skip
         else:
             self._store(page)
+
+    def _failed_log(self, attempts: int, kind: FailureKind) -> Logger:
+        """The job's logger with the numbers of a `Failed job` line as fields."""
+        return self.log.bind(attempts=attempts, max_attempts=self.max_attempts, failure=kind)
 
     async def _fail(self, reason: str, kind: FailureKind, attempts: int) -> None:
         await self.runner.outcomes.fail(
@@ -326,7 +350,9 @@ class JobRun:
     def _before_sleep(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         wait_s = state.upcoming_sleep
-        self.log.warning(
+        self.log.bind(
+            attempt=self.attempt, max_attempts=self.max_attempts, retry_in_s=round(wait_s, 3)
+        ).warning(
             "[Worker-{}] Attempt {}/{} failed for {}: {}; retrying in {:.2f}s",
             self.n, self.attempt, self.max_attempts, self.where, error_reason(exc), wait_s,
         )  # fmt: skip
@@ -345,10 +371,15 @@ class JobRun:
         if self.attempt > self.max_attempts:
             runner.ledger.ended(raw)
             raise _OutOfAttempts(self.attempt - 1)
-        self.log.info(
-            "[Worker-{}] Processing job: EbookID={}, PageIndex={} (Attempt {}/{})",
-            self.n, self.job.ebook_id, self.job.page_index, self.attempt, self.max_attempts,
-        )  # fmt: skip
+        if page_line_wanted():
+            job = self.job
+            logger.bind(
+                worker=self.n, ebook_id=job.ebook_id, page_index=job.page_index, job_id=job.id,
+                page_line=True, attempt=self.attempt, max_attempts=self.max_attempts,
+            ).info(
+                "[Worker-{}] Processing job: EbookID={}, PageIndex={} (Attempt {}/{})",
+                self.n, self.job.ebook_id, self.job.page_index, self.attempt, self.max_attempts,
+            )  # fmt: skip
         return await self._generate()
 
     async def _generate(self) -> GeneratedPage:
@@ -390,9 +421,10 @@ class JobRun:
                 raise exc from None
             raise
         runner.ledger.ended(raw)
-        events.emit(
-            EventKind.REQUEST_ENDED, raw=raw, worker=self.n, attempt=self.attempt, job=self.job,
-            latency_s=monotonic() - started, prompt_tokens=page.prompt_tokens,
-            completion_tokens=page.completion_tokens,
-        )  # fmt: skip
+        if events.wants(EventKind.REQUEST_ENDED):
+            events.emit(
+                EventKind.REQUEST_ENDED, raw=raw, worker=self.n, attempt=self.attempt,
+                job=self.job, latency_s=monotonic() - started, prompt_tokens=page.prompt_tokens,
+                completion_tokens=page.completion_tokens,
+            )  # fmt: skip
         return page

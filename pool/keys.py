@@ -74,6 +74,23 @@ class Keys:
         process stops claiming jobs. Set and cleared by an operator (the dashboard)."""
         return f"{self.prefix}:paused"
 
+    @property
+    def rate_budgets(self) -> str:
+        """Set of the ids of the API budgets (API, key fingerprint, model) paced so far."""
+        return f"{self.prefix}:ratelimit:budgets"
+
+    def rate_budget(self, budget_id: str) -> str:
+        """Hash: one API budget's shared pacing state, learned limits and cool-down."""
+        return f"{self.prefix}:ratelimit:{budget_id}"
+
+    def rate_use(self, budget_id: str) -> str:
+        """Hash: requests, tokens and refusals of one budget per second, a 60-slot ring."""
+        return f"{self.prefix}:ratelimit:{budget_id}:use"
+
+    def rate_scout(self, budget_id: str) -> str:
+        """String (expiring): the one request in flight while a budget's limits are unknown."""
+        return f"{self.prefix}:ratelimit:{budget_id}:scout"
+
     # --- progress events (issue 12; docs/contract.md, "Progress events") ---
 
     @property

@@ -20,6 +20,7 @@ from loguru import logger
 
 from pool.attempts import AttemptLedger
 from pool.clock import monotonic
+from pool.control import operator_pause_reason
 from pool.events import EventKind
 from pool.generation import PageGenerator, PoolFatalError
 from pool.outage import RedisConfigError, wait_reason
@@ -43,10 +44,12 @@ class Liveness:
         *,
         ledger: AttemptLedger,
         snapshot: Callable[[], dict[str, Any]],
+        pauser: Pauser,
     ) -> None:
         self._ctx = ctx
         self._ledger = ledger
         self._snapshot = snapshot
+        self._pauser = pauser
         # The epoch marker this process works under (see Keys.epoch), and when the reaper may
         # run again: not until every live process has had time to beat after an outage.
         self.epoch = secrets.token_hex(8).encode()
@@ -91,9 +94,12 @@ class Liveness:
         """Say we are alive; notice if Redis lost its data (the epoch marker changed)."""
         ctx = self._ctx
         known = self.epoch
-        epoch = await ctx.store.heartbeat(ctx.id, self._snapshot(), ctx.settings.heartbeat_timeout)
+        epoch, paused = await ctx.store.heartbeat(
+            ctx.id, self._snapshot(), ctx.settings.heartbeat_timeout
+        )
         if epoch != known:
             await self.data_lost(known)
+        self._pauser.by_operator(operator_pause_reason(paused))
 
     async def reap(self) -> None:
         """Return the jobs of processes whose heartbeat expired to the queue."""
@@ -102,7 +108,7 @@ class Liveness:
         ctx = self._ctx
         reaped = await ctx.store.reap(exclude=ctx.id, min_uptime_s=ctx.settings.heartbeat_timeout_s)
         for pool_id, n in reaped.items():
-            logger.warning(
+            logger.bind(dead_pool_id=pool_id, jobs=n).warning(
                 f"[Worker Pool] Pool {pool_id} stopped sending heartbeats; "
                 f"returned its {n} unfinished jobs to the queue."
             )
@@ -119,13 +125,12 @@ class Liveness:
                 await self._take_up_new_epoch()
 
     async def _take_up_new_epoch(self) -> None:
-        held = len(self._ledger)
         logger.error(
             "[Worker Pool] Redis lost its data (restarted without persistence, flushed, or failed "
             "over to an empty replica): every queued job, page, status and failed entry written "
-            f"before is gone. The {held} jobs this process was running are dropped as they end "
-            "(their ebooks are unknown now); jobs pushed from now on are processed as usual. "
-            "Keep AOF on and maxmemory-policy noeviction (see README, Reliability)."
+            "before is gone, and the app sees those ebooks as unknown. Pages this process was "
+            "still writing for them are dropped (one line each); jobs pushed from now on are "
+            "processed as usual. Keep AOF on and maxmemory-policy noeviction (README, Reliability)."
         )
         for callback in self.on_data_lost:
             callback()
@@ -133,7 +138,11 @@ class Liveness:
 
 
 class Pauser:
-    """Pauses claiming on a `PoolFatalError` and probes the generator until it works again.
+    """Pauses claiming, for one of two reasons, and resumes when neither holds.
+
+    - A `PoolFatalError` (bad key, no quota): the generator is probed every
+      PAUSE_PROBE_INTERVAL and the pool resumes on its own when the probe succeeds.
+    - An operator's pause flag in Redis (`pool.control`, read with each heartbeat).
 
     Args:
         ctx: the pool's shared parts.
@@ -145,25 +154,55 @@ class Pauser:
         self._generator = generator
         self.resumed = asyncio.Event()
         self.resumed.set()
-        self.reason: str | None = None
+        self._fatal: str | None = None
+        self._operator: str | None = None
 
     @property
     def paused(self) -> bool:
         return not self.resumed.is_set()
 
+    @property
+    def reason(self) -> str | None:
+        """Why claiming is paused (the operator's reason first), or None."""
+        return self._operator or self._fatal
+
     def pause(self, exc: PoolFatalError) -> None:
         """Stop claiming (once) and start probing."""
-        if self.paused:
+        if self._fatal is not None:
             return
-        self.resumed.clear()
-        self.reason = error_reason(exc).rstrip(".")
+        self._fatal = error_reason(exc).rstrip(".")
         logger.error(
-            f"[Worker Pool] PAUSED: {self.reason}. No job was failed and the queue is left "
+            f"[Worker Pool] PAUSED: {self._fatal}. No job was failed and the queue is left "
             f"intact. Fix it (e.g. OPENAI_API_KEY, billing); the pool probes every "
             f"{self._ctx.settings.pause_probe_interval_s:.0f}s and resumes on its own."
         )
-        self._ctx.events.emit(EventKind.POOL_PAUSED, reason=self.reason)
+        self._update()
         self._ctx.spawn(self._probe_until_resumed())
+
+    def by_operator(self, reason: str | None) -> None:
+        """Follow the operator's pause flag: `reason` while it is set, None once it is cleared."""
+        if reason == self._operator:
+            return
+        if reason is not None:
+            logger.warning(
+                f"[Worker Pool] PAUSED: {reason}. Running jobs finish; no new job is claimed "
+                "until the flag is cleared (the dashboard's Resume, or DEL of the key)."
+            )
+        else:
+            logger.info(
+                f"[Worker Pool] Resumed: the operator's pause was lifted (was: {self._operator})"
+            )
+        self._operator = reason
+        self._update()
+
+    def _update(self) -> None:
+        events = self._ctx.events
+        if self.reason is not None and self.resumed.is_set():
+            self.resumed.clear()
+            events.emit(EventKind.POOL_PAUSED, reason=self.reason)
+        elif self.reason is None and not self.resumed.is_set():
+            self.resumed.set()
+            events.emit(EventKind.POOL_RESUMED)
 
     async def _probe_until_resumed(self) -> None:
         ctx = self._ctx
@@ -171,13 +210,12 @@ class Pauser:
             try:
                 await self._generator.probe()
             except PoolFatalError as exc:
-                self.reason = error_reason(exc).rstrip(".")
-                logger.error(f"[Worker Pool] Still paused: {self.reason}")
+                self._fatal = error_reason(exc).rstrip(".")
+                logger.error(f"[Worker Pool] Still paused: {self._fatal}")
             except Exception as exc:
                 logger.warning(f"[Worker Pool] Still paused; probe failed: {error_reason(exc)}")
             else:
-                logger.info(f"[Worker Pool] Resumed: the probe succeeded (was: {self.reason})")
-                self.reason = None
-                self.resumed.set()
-                ctx.events.emit(EventKind.POOL_RESUMED)
+                logger.info(f"[Worker Pool] Resumed: the probe succeeded (was: {self._fatal})")
+                self._fatal = None
+                self._update()
                 return

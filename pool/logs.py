@@ -11,6 +11,13 @@ this module decides where the lines go and what they look like:
 
 Secrets handed to `configure_logging` are replaced by `***` wherever they would appear, and
 loguru's `diagnose` (which prints local variables in tracebacks) is off.
+
+Per-page lines (`Processing job`, `Completed job`) are bound with `page_line=True` where they are
+logged. At full speed there are thousands a second, over what a log host keeps (Railway: 500
+lines/s per replica, the rest dropped at random), so `PageLineGuard` lets at most
+LOG_PAGE_LINES_PER_S of them a second through at INFO and holds back the rest (or writes them at
+DEBUG when LOG_LEVEL=DEBUG), with one summary line every 10 s saying how many it held back.
+WARNING and ERROR lines are never held back.
 """
 
 from __future__ import annotations
@@ -20,18 +27,27 @@ import json
 import logging
 import sys
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from loguru import logger
 
+from pool.clock import monotonic
 from pool.shared import replace_secrets
 
 if TYPE_CHECKING:
     from loguru import Message, Record
 
-__all__ = ["LogStream", "configure_logging", "json_level", "reset_logging"]
+__all__ = [
+    "LogStream",
+    "PageLineGuard",
+    "configure_logging",
+    "flush_page_lines",
+    "json_level",
+    "page_line_wanted",
+    "reset_logging",
+]
 
 # loguru appends the newline and the exception (if any) itself.
 _TEXT_FORMAT = (
@@ -39,6 +55,12 @@ _TEXT_FORMAT = (
 )
 _MIN_SECRET_LEN = 4  # shorter "secrets" would mask ordinary words
 _RESERVED = frozenset({"timestamp", "level", "message", "logger", "exception"})
+_PAGE_LINE = "page_line"  # the bound marker of a per-page line: read by the guard, not written
+_SUMMARY_EVERY_S = 10.0  # at most one "lines not shown" summary this often
+_WARNING_NO = logging.WARNING  # loguru's WARNING has the same number as the standard library's
+
+_guard: PageLineGuard | None = None  # the guard of the current sink, for `flush_page_lines`
+_page_lines_shown = True  # whether INFO reaches the sink (False at LOG_LEVEL=WARNING or ERROR)
 
 
 class LogStream(Protocol):
@@ -55,6 +77,8 @@ def configure_logging(
     level: str = "INFO",
     stream: LogStream | None = None,
     secrets: Iterable[str | None] = (),
+    page_lines_per_s: int | None = None,
+    clock: Callable[[], float] = monotonic,
 ) -> None:
     """Replace every loguru sink with one that writes `fmt` lines to `stream` (stdout).
 
@@ -67,7 +91,11 @@ def configure_logging(
         level: the least severe loguru level written (DEBUG, INFO, WARNING, ERROR).
         stream: where lines go; defaults to `sys.stdout` at the time of the call.
         secrets: values that must never be written (API keys, passwords); None is skipped.
+        page_lines_per_s: most per-page lines written a second at INFO (LOG_PAGE_LINES_PER_S);
+            None: every one.
+        clock: seconds on a clock that never jumps, for the guard (tests pass their own).
     """
+    global _guard, _page_lines_shown
     out = stream if stream is not None else sys.stdout
     masked = tuple(sorted({s for s in secrets if s and len(s) >= _MIN_SECRET_LEN}, key=len))[::-1]
 
@@ -75,13 +103,26 @@ def configure_logging(
         return replace_secrets(text, masked)
 
     logger.remove()
+    _guard = None
+    _page_lines_shown = logger.level(level).no <= logging.INFO
+    if page_lines_per_s is not None:
+        _guard = PageLineGuard(
+            page_lines_per_s, keep_as_debug=logger.level(level).no < logging.INFO, clock=clock
+        )
     if fmt == "json":
 
         def json_sink(message: Message) -> None:
             out.write(redact(_json_line(message.record)) + "\n")
             out.flush()
 
-        logger.add(json_sink, level=level, format="{message}", backtrace=False, diagnose=False)
+        logger.add(
+            json_sink,
+            level=level,
+            format="{message}",
+            filter=_guard,
+            backtrace=False,
+            diagnose=False,
+        )
     else:
 
         def text_sink(message: Message) -> None:
@@ -92,6 +133,7 @@ def configure_logging(
             text_sink,
             level=level,
             format=_TEXT_FORMAT,
+            filter=_guard,
             colorize=_isatty(out),
             backtrace=False,
             diagnose=False,
@@ -101,11 +143,119 @@ def configure_logging(
 
 def reset_logging() -> None:
     """Back to loguru's default (everything to stderr) and no `logging` routing; for tests."""
+    global _guard, _page_lines_shown
+    _guard = None
+    _page_lines_shown = True
     logger.remove()
     logger.add(sys.stderr)
     root = logging.getLogger()
     for handler in [h for h in root.handlers if isinstance(h, _InterceptHandler)]:
         root.removeHandler(handler)
+
+
+def page_line_wanted() -> bool:
+    """Whether a per-page line would be written now; call sites skip building it otherwise.
+
+    At full speed most page lines are held back or below the level, and building a loguru
+    record (with its bound context) is most of the cost of a no-op page's log line.
+    """
+    if not _page_lines_shown:
+        return False
+    return _guard is None or _guard.room()
+
+
+def flush_page_lines() -> None:
+    """Write the summary of the per-page lines held back so far, if any (at shutdown)."""
+    if _guard is not None:
+        _guard.flush()
+
+
+class PageLineGuard:
+    """The sink's filter: at most `per_s` per-page INFO lines a second; the rest held back.
+
+    A per-page line is one bound with `page_line=True`. Past the budget of the current second
+    it is not written (or written at DEBUG when `keep_as_debug`, i.e. LOG_LEVEL=DEBUG), and
+    counted; the first line of any kind once 10 s have passed since the first line held back
+    is preceded by one INFO summary line saying how many were. WARNING and ERROR lines always
+    pass. One event loop logs the page lines, so no lock.
+
+    Args:
+        per_s: the budget, lines a second (0: no per-page line at INFO).
+        keep_as_debug: write held-back lines at DEBUG instead of dropping them.
+        clock: seconds on a clock that never jumps.
+    """
+
+    def __init__(
+        self, per_s: int, *, keep_as_debug: bool = False, clock: Callable[[], float] = monotonic
+    ) -> None:
+        self.per_s = per_s
+        self.keep_as_debug = keep_as_debug
+        self._clock = clock
+        self._second_started = float("-inf")
+        self._passed = 0  # page lines written in the current second
+        self._held = 0  # page lines held back since the last summary
+        self._held_since = 0.0
+        self._summarizing = False
+        debug = logger.level("DEBUG")
+        self._debug = (debug.name, debug.no, debug.icon)
+
+    def __call__(self, record: Record) -> bool:
+        """Whether loguru writes `record` (held-back lines kept at DEBUG are changed to it)."""
+        if self._summarizing:
+            return True
+        now = self._clock()
+        if self._held and now - self._held_since >= _SUMMARY_EVERY_S:
+            self._summarize(now)
+        if not record["extra"].get(_PAGE_LINE) or record["level"].no >= _WARNING_NO:
+            return True
+        if now - self._second_started >= 1.0:
+            self._second_started, self._passed = now, 0
+        if self._passed < self.per_s:
+            self._passed += 1
+            return True
+        if self.keep_as_debug:
+            level_type: Any = type(record["level"])
+            record["level"] = level_type(*self._debug)
+            return True
+        if not self._held:
+            self._held_since = now
+        self._held += 1
+        return False
+
+    def room(self) -> bool:
+        """Whether a page line may still pass this second; if not, count it as held back.
+
+        For `page_line_wanted`: a line refused here is never built, and the summary counts it.
+        """
+        if self.keep_as_debug:
+            return True
+        now = self._clock()
+        if now - self._second_started >= 1.0 or self._passed < self.per_s:
+            return True
+        if not self._held:
+            self._held_since = now
+        self._held += 1
+        return False
+
+    def flush(self) -> None:
+        """Write the summary now if any line is held back."""
+        if self._held:
+            self._summarize(self._clock())
+
+    def _summarize(self, now: float) -> None:
+        held, window_s = self._held, now - self._held_since
+        self._held = 0
+        self._summarizing = True
+        try:
+            logger.bind(
+                page_lines_held_back=held, window_s=round(window_s, 1), page_lines_per_s=self.per_s
+            ).info(
+                "[Worker Pool] {:,} per-page lines not shown in the last {:.0f}s "
+                "(over LOG_PAGE_LINES_PER_S={}); the [Stats] line has the totals",
+                held, max(window_s, 1.0), self.per_s,
+            )  # fmt: skip
+        finally:
+            self._summarizing = False
 
 
 def json_level(levelno: int) -> str:
@@ -130,7 +280,8 @@ def _json_line(record: Record) -> str:
         "logger": record["name"],
     }
     for key, value in record["extra"].items():
-        data[f"extra_{key}" if key in _RESERVED else key] = value
+        if key != _PAGE_LINE:
+            data[f"extra_{key}" if key in _RESERVED else key] = value
     exc = record["exception"]
     if exc is not None and exc.type is not None:
         data["exception"] = {

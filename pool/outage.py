@@ -183,10 +183,10 @@ class RedisGuard:
             logger.error(f"[Worker Pool] Redis unavailable: {reason}; retrying with backoff")
             for callback in self.on_down:
                 callback()
-        elif now - self._said_at >= _REPEAT_EVERY_S or reason != self._reason:
+        elif now - self._said_at >= _REPEAT_EVERY_S:
             self._said_at = now
             self._reason = reason
-            logger.error(
+            logger.bind(down_s=round(now - self.down_since, 1)).error(
                 f"[Worker Pool] Still waiting for Redis after {now - self.down_since:.0f}s: "
                 f"{reason}"
             )
@@ -197,7 +197,10 @@ class RedisGuard:
         if self.down_since is None:
             return
         now = monotonic()
-        logger.info(f"[Worker Pool] Redis is back after {now - self.down_since:.1f}s")
+        down_s = now - self.down_since
+        logger.bind(down_s=round(down_s, 1)).info(
+            f"[Worker Pool] Redis is back after {down_s:.1f}s"
+        )
         self.down_since = None
         self.up_since = now
         for callback in self.on_back:

@@ -18,6 +18,7 @@ from pool.clock import now_ms
 from pool.deadletters import FailureKind, failed_entry
 from pool.events import EventKind
 from pool.job import JobIds, PageJob
+from pool.logs import page_line_wanted
 from pool.outage import wait_reason
 from pool.runtime import PoolContext, error_reason
 
@@ -105,11 +106,12 @@ class OutcomeWriter:
             now_ms=w.now,
             epoch=w.epoch,
         )
-        log = logger.bind(
-            worker=w.n, ebook_id=job.ebook_id, page_index=job.page_index, job_id=job.id
-        )
         if new is None:
-            log.warning(
+            if ctx.data_lost is not None:  # say what happened (once) before the first drop
+                await ctx.data_lost(w.epoch)
+            logger.bind(
+                worker=w.n, ebook_id=job.ebook_id, page_index=job.page_index, job_id=job.id
+            ).warning(
                 "[Worker-{}] Dropped EbookID={}, PageIndex={}: Redis lost its data while it ran",
                 w.n, job.ebook_id, job.page_index,
             )  # fmt: skip
@@ -119,7 +121,12 @@ class OutcomeWriter:
             duration_s=w.duration_s, job=job, completion_tokens=w.tokens,
             prompt_tokens=w.prompt_tokens,
         )  # fmt: skip
-        log.info(
+        if not page_line_wanted():
+            return
+        logger.bind(
+            worker=w.n, ebook_id=job.ebook_id, page_index=job.page_index, job_id=job.id,
+            page_line=True, duration_s=round(w.duration_s, 3), tokens=w.tokens, attempt=w.attempts,
+        ).info(
             "[Worker-{}] Completed job: EbookID={}, PageIndex={} in {:.1f}s ({} tokens, attempt {})",
             w.n, job.ebook_id, job.page_index, w.duration_s, w.tokens, w.attempts,
         )  # fmt: skip

@@ -142,17 +142,23 @@ class QueueStore:
 
     # --- the process's life ---------------------------------------------------------------
 
-    async def heartbeat(self, pool_id: str, snapshot: dict[str, Any], ttl_ms: int) -> bytes | None:
+    async def heartbeat(
+        self, pool_id: str, snapshot: dict[str, Any], ttl_ms: int
+    ) -> tuple[bytes | None, bytes | None]:
         """Say this process is alive for `ttl_ms`, with a snapshot for `ebook-pool stats`.
 
-        Returns the epoch marker (None if there is none), so a loss of data is noticed.
+        Returns the epoch marker (so a loss of data is noticed) and the operator's pause flag
+        (`Keys.paused`, see `pool.control`), each None if absent: one round trip for all three.
         """
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.set(self.keys.heartbeat(pool_id), json_bytes(snapshot), px=ttl_ms)
             pipe.sadd(self.keys.pools, pool_id)
             pipe.get(self.keys.epoch)
-            *_, epoch = await pipe.execute()
-        return None if epoch is None else _bytes(epoch)
+            pipe.get(self.keys.paused)
+            *_, epoch, paused = await pipe.execute()
+        return (None if epoch is None else _bytes(epoch)), (
+            None if paused is None else _bytes(paused)
+        )
 
     async def release(self, pool_id: str, *, refund: Sequence[bytes] = ()) -> int:
         """Give back every job this process holds and unregister it. Returns how many.

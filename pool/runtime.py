@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from pool.config import PoolSettings
@@ -47,6 +47,9 @@ class PoolContext:
         #: The one place that waits out Redis outages (see `pool.outage`).
         self.guard = RedisGuard(stopping=self.stopping)
         self.tasks: set[asyncio.Task[Any]] = set()
+        #: Called with the epoch a job was claimed under when a write finds Redis lost its
+        #: data, before the job is dropped (set by the Pool to Liveness.data_lost).
+        self.data_lost: Callable[[bytes], Awaitable[None]] | None = None
 
     def spawn(self, coro: Awaitable[T]) -> asyncio.Task[T]:
         """Run `coro` as a task the pool cancels when it stops."""

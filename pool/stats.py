@@ -8,7 +8,7 @@ from typing import TypedDict
 from pool.clock import monotonic
 from pool.events import EventKind, PoolEvent
 
-__all__ = ["Stats", "StatsSnapshot", "format_stats"]
+__all__ = ["Stats", "StatsSnapshot", "format_stats", "stats_fields"]
 
 _WINDOW_S = 60.0  # pages/min is measured over the last minute
 _SAMPLES = 1_000  # p50/p95 over the last this many pages
@@ -28,7 +28,8 @@ class StatsSnapshot(TypedDict):
 class Stats:
     """Counters and recent generation times of one process. Not thread-safe; one event loop.
 
-    The pool subscribes `on_event` to its events; nothing bumps these counters inline.
+    The pool subscribes `on_event` to its events for the counters; nothing bumps them inline.
+    `active` is a gauge the worker loop keeps (pages being worked on right now).
     """
 
     def __init__(self) -> None:
@@ -43,14 +44,13 @@ class Stats:
     def processed(self) -> int:
         return self.success + self.failed
 
+    #: The events `on_event` counts (subscribe it to these only).
+    KINDS = (EventKind.JOB_SUCCEEDED, EventKind.JOB_FAILED)
+
     def on_event(self, event: PoolEvent) -> None:
         """Count what the pool's events say (see `pool.events`)."""
         kind = event.kind
-        if kind is EventKind.JOB_STARTED:
-            self.active += 1
-        elif kind is EventKind.JOB_ENDED:
-            self.active -= 1
-        elif kind is EventKind.JOB_SUCCEEDED:
+        if kind is EventKind.JOB_SUCCEEDED:
             self.record_success(event.duration_s or 0.0)
         elif kind is EventKind.JOB_FAILED:
             self.record_failure()
@@ -95,9 +95,34 @@ def _quantile(ordered: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def success_rate_pct(snap: StatsSnapshot) -> float:
+    """Pages stored out of pages processed, in percent (0 before the first)."""
+    return 100.0 * snap["success"] / snap["processed"] if snap["processed"] else 0.0
+
+
+def stats_fields(snap: StatsSnapshot, *, queue_depth: int | None) -> dict[str, float | int | None]:
+    """The `[Stats]` line's numbers as the fields of a JSON log line (rounded as shown, finer)."""
+
+    def seconds(value: float | None) -> float | None:
+        return None if value is None else round(value, 3)
+
+    return {
+        "uptime_s": round(snap["uptime_s"], 1),
+        "processed": snap["processed"],
+        "success": snap["success"],
+        "failed": snap["failed"],
+        "success_rate_pct": round(success_rate_pct(snap), 1),
+        "active": snap["active"],
+        "pages_per_min": round(snap["pages_per_min"], 1),
+        "p50_s": seconds(snap["p50_s"]),
+        "p95_s": seconds(snap["p95_s"]),
+        "queue_depth": queue_depth,
+    }
+
+
 def format_stats(snap: StatsSnapshot, *, queue_depth: int | None) -> str:
     """The seed's `[Stats]` line, extended with pages/min, p50/p95 and queue depth."""
-    rate = 100.0 * snap["success"] / snap["processed"] if snap["processed"] else 0.0
+    rate = success_rate_pct(snap)
     p50 = "-" if snap["p50_s"] is None else f"{snap['p50_s']:.1f}s"
     p95 = "-" if snap["p95_s"] is None else f"{snap['p95_s']:.1f}s"
     queue = "?" if queue_depth is None else str(queue_depth)

@@ -32,10 +32,11 @@ from pool.generation import PageGenerator
 from pool.jobrun import BeforeRequest, JobRunner, no_pacing
 from pool.keys import Keys
 from pool.liveness import Liveness, Pauser
+from pool.logs import flush_page_lines
 from pool.outage import RedisGuard, wait_reason
 from pool.outcomes import OutcomeWriter
 from pool.runtime import PoolContext, Stopping, cancel_all
-from pool.stats import Stats, format_stats
+from pool.stats import Stats, format_stats, stats_fields
 from pool.store import Store
 
 __all__ = ["Pool"]
@@ -76,7 +77,7 @@ class Pool:
         self.id = pool_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.events = events or PoolEvents()
         self.stats = Stats()
-        self.events.subscribe(self.stats.on_event)
+        self.events.subscribe(self.stats.on_event, Stats.KINDS)
         ctx = self._ctx = PoolContext(
             pool_id=self.id, settings=settings, store=self.store, events=self.events
         )
@@ -87,7 +88,10 @@ class Pool:
         self._handoff: asyncio.Queue[Claimed | None] = asyncio.Queue()
         self._ledger = AttemptLedger()
         self._pauser = Pauser(ctx, generator=generator)
-        self._liveness = Liveness(ctx, ledger=self._ledger, snapshot=self._snapshot)
+        self._liveness = Liveness(
+            ctx, ledger=self._ledger, snapshot=self._snapshot, pauser=self._pauser
+        )
+        ctx.data_lost = self._liveness.data_lost
         self._outcomes = OutcomeWriter(ctx, on_refused=self._crashed)
         self._runner = JobRunner(
             ctx,
@@ -202,7 +206,8 @@ class Pool:
         else:
             if n:
                 logger.info(f"[Worker Pool] Gave {n} unfinished jobs back to the queue.")
-        logger.info(f"[Worker Pool] Stopped. {self._stats_line(await self._queue_depth())}")
+        flush_page_lines()  # the count of per-page lines held back, before the last [Stats]
+        self._log_stats(await self._queue_depth(), prefix="[Worker Pool] Stopped. ")
 
     # --- workers ----------------------------------------------------------------------------
 
@@ -221,14 +226,17 @@ class Pool:
 
     async def _work(self, n: int) -> None:
         delay = self.settings.processing_delay_s
-        emit = self.events.emit
+        events, stats = self.events, self.stats
         while True:
             claimed = await self._handoff.get()
             if claimed is None:
                 return
             raw, attempt, epoch = claimed
+            announce = events.wants(EventKind.JOB_STARTED)  # skip building unwanted events
             try:
-                emit(EventKind.JOB_STARTED, raw=raw, worker=n, attempt=attempt)
+                stats.active += 1
+                if announce:
+                    events.emit(EventKind.JOB_STARTED, raw=raw, worker=n, attempt=attempt)
                 try:
                     await self._runner.handle(n, raw, attempt, epoch)
                 except (Stopping, asyncio.CancelledError):
@@ -237,7 +245,9 @@ class Pool:
                     # Not a failure of the page (those are handled) but of the pool on this job.
                     await self._crashed(n, raw, epoch, exc)
                 finally:
-                    emit(EventKind.JOB_ENDED, raw=raw, worker=n)
+                    stats.active -= 1
+                    if announce:
+                        events.emit(EventKind.JOB_ENDED, raw=raw, worker=n)
                 if delay and await self._ctx.sleep_or_stop(delay):
                     return
             except Stopping:
@@ -253,7 +263,7 @@ class Pool:
     async def _stats_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.stats_interval_s)
-            logger.info(self._stats_line(await self._queue_depth()))
+            self._log_stats(await self._queue_depth())
 
     async def _queue_depth(self) -> int | None:
         try:
@@ -263,9 +273,14 @@ class Pool:
                 raise
             return None
 
-    def _stats_line(self, depth: int | None) -> str:
-        line = format_stats(self.stats.snapshot(), queue_depth=depth)
-        return f"{line} | PAUSED: {self.pause_reason}" if self.paused else line
+    def _log_stats(self, depth: int | None, *, prefix: str = "") -> None:
+        """The `[Stats]` line; in JSON its numbers are fields too."""
+        snap = self.stats.snapshot()
+        line = format_stats(snap, queue_depth=depth)
+        if self.paused:
+            line = f"{line} | PAUSED: {self.pause_reason}"
+        fields = stats_fields(snap, queue_depth=depth)
+        logger.bind(**fields, paused=self.paused).info(prefix + line)
 
     def _snapshot(self) -> dict[str, Any]:
         snap = self.stats.snapshot()

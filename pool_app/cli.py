@@ -32,6 +32,7 @@ from pool.keys import Keys
 from pool.logs import configure_logging
 from pool.outage import RedisConfigError, fatal_reason
 from pool.store import Store
+from pool.wire import schema_files, wire_schemas
 from pool_app import eventloop
 from pool_app.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from pool_app.health import health_app, serving
@@ -52,6 +53,7 @@ from pool_app.reports import (
     format_pools_report,
     format_status,
     pools_report_data,
+    pools_report_json,
     status_data,
 )
 from pool_app.supervisor import resolve_processes, run_supervisor
@@ -153,7 +155,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("failed", help="List, retry or purge failed jobs (the dead letters).")
     _add_failed_actions(p)
 
-    p = sub.add_parser("schema", help="Print the JSON Schema of a page job (the wire contract).")
+    p = sub.add_parser(
+        "schema",
+        help="Print the JSON Schema of a page job, or of every wire record (--all).",
+        description="JSON Schemas (draft 2020-12) of the wire contract (docs/contract.md).",
+    )
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="Every wire record (page job, page record, status, failed entry, progress event, "
+        "stats) as one JSON object: name → schema.",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="With --all: write DIR/<Name>.json, one file per record (what schemas/ holds).",
+    )
     p.set_defaults(handler=_cmd_schema)
 
     p = sub.add_parser(
@@ -238,6 +256,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         fmt=settings.log_format,
         level=settings.log_level,
         secrets=secrets_of(settings, gen_settings),
+        page_lines_per_s=settings.log_page_lines_per_s,
     )
     loop = eventloop.resolve_event_loop(settings.event_loop)  # EVENT_LOOP=uvloop without it: 2
     processes = resolve_processes(settings.processes)
@@ -305,7 +324,7 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from pool_app.demo import run_demo  # the demo pulls in fakeredis; only load it when asked
+    from pool_app.demo import run_demo  # the demo's parts (simulator, producer): only when asked
 
     return run_demo(out_dir=args.out)
 
@@ -321,7 +340,19 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
-    print(json.dumps(job_schema(), indent=2, ensure_ascii=False))
+    if args.out is not None and not args.all:
+        raise CommandError("--out needs --all", EXIT_USAGE)
+    if not args.all:
+        print(json.dumps(job_schema(), indent=2, ensure_ascii=False))
+        return EXIT_OK
+    schemas = wire_schemas()
+    if args.out is None:
+        print(json.dumps(schemas, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, text in schema_files(schemas).items():
+        (args.out / name).write_text(text, encoding="utf-8")
+    print(f"Wrote {len(schemas)} schemas to {args.out}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -425,7 +456,10 @@ def _cmd_stats(args: argparse.Namespace) -> int:
             failed=await store.failed_count(),
             pools=pools,
         )
-        print(json.dumps(data, ensure_ascii=False) if args.json else format_pools_report(data))
+        if args.json:
+            print(json.dumps(pools_report_json(data), ensure_ascii=False))
+        else:
+            print(format_pools_report(data))
         return EXIT_OK
 
     return _one_shot(work)

@@ -4,7 +4,9 @@ It picks the best Redis it can find, and the real API only if there is a key:
 
 - Redis: REDIS_URL if it is set and answers (keys under "ebook-demo" unless KEY_PREFIX is
   set); else a private redis-server on a free port if the binary is on PATH (removed at the
-  end); else fakeredis in this process, with lupa running the pool's Lua scripts.
+  end); else fakeredis in this process, with lupa running the pool's Lua scripts, if it is
+  installed (the dev group, or the `demo` extra: it is not part of the production install);
+  with none of the three it stops with one line and exit code 2.
 - Text: the OpenAI API if OPENAI_API_KEY (or OPENAI_BASE_URL) is set; else the built-in
   simulator in this process, which writes simulated placeholder text.
 
@@ -23,12 +25,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import fakeredis
 from redis.asyncio import Redis
 
 from generator import GeneratorSettings
 from generator.simulator import Simulator, SimulatorConfig
-from pool.config import PoolSettings, load_settings, mask_url
+from pool.config import ConfigError, PoolSettings, load_settings, mask_url
 from pool.connections import pool_redis
 from pool.generation import PageGenerator
 from pool.keys import Keys
@@ -216,7 +217,7 @@ async def _open_redis(
         _say(f"Redis: a private redis-server at {url} (stopped and deleted at the end).")
         return client, settings
 
-    fake = _FakeRedis()
+    fake = _fake_redis()
     stack.push_async_callback(fake.aclose)
     settings = settings.model_copy(
         update={"redis_url": "redis://fakeredis.in-process/0", **_NO_REDIS_AUTH_OR_TLS}
@@ -228,25 +229,45 @@ async def _open_redis(
     return fake, settings
 
 
-class _FakeRedis(fakeredis.FakeAsyncRedis):
-    """fakeredis with a BLMOVE that blocks.
+NO_REDIS = (
+    "no Redis: REDIS_URL unreachable, no redis-server on PATH, and fakeredis is not installed "
+    "(install redis-server, or pip install 'ebook-pool[demo]')"
+)
 
-    fakeredis 2.40 answers BLMOVE at once with nil instead of waiting, which turns the pool's
-    idle claimer into a busy loop that starves the event loop. BRPOPLPUSH is the same move
-    (right end out, left end in) and does block, so it stands in for that direction.
+
+def _fake_redis() -> Redis:
+    """fakeredis in this process, imported only here: it is not in the production install.
+
+    Raises:
+        ConfigError: fakeredis is not installed (exit code 2, one line).
     """
+    try:
+        import fakeredis
+    except ImportError:
+        raise ConfigError(NO_REDIS) from None
 
-    async def blmove(
-        self,
-        first_list: str,
-        second_list: str,
-        timeout: int,  # noqa: ASYNC109 - redis-py's name for it
-        src: str = "LEFT",
-        dest: str = "RIGHT",
-    ) -> Any:
-        if (src.upper(), dest.upper()) == ("RIGHT", "LEFT"):
-            return await self.brpoplpush(first_list, second_list, timeout)
-        return await super().blmove(first_list, second_list, timeout, src, dest)
+    class BlockingFakeRedis(fakeredis.FakeAsyncRedis):
+        """fakeredis with a BLMOVE that blocks.
+
+        fakeredis 2.40 answers BLMOVE at once with nil instead of waiting, which turns the
+        pool's idle claimer into a busy loop that starves the event loop. BRPOPLPUSH is the
+        same move (right end out, left end in) and does block, so it stands in for that
+        direction.
+        """
+
+        async def blmove(
+            self,
+            first_list: str,
+            second_list: str,
+            timeout: int,  # noqa: ASYNC109 - redis-py's name for it
+            src: str = "LEFT",
+            dest: str = "RIGHT",
+        ) -> Any:
+            if (src.upper(), dest.upper()) == ("RIGHT", "LEFT"):
+                return await self.brpoplpush(first_list, second_list, timeout)
+            return await super().blmove(first_list, second_list, timeout, src, dest)
+
+    return BlockingFakeRedis()
 
 
 # --- text -------------------------------------------------------------------------------------
@@ -279,6 +300,7 @@ def _log_to(settings: PoolSettings, gen_settings: GeneratorSettings, stream: Any
         level=settings.log_level,
         stream=stream,
         secrets=secrets_of(settings, gen_settings),
+        page_lines_per_s=settings.log_page_lines_per_s,
     )
 
 

@@ -24,7 +24,7 @@ from pool.ebooks import (
     read_pages,
     read_status,
 )
-from pool.job import InvalidJob, PageJob
+from pool.job import OUTLINE_RADIUS, InvalidJob, PageJob
 from pool.keys import Keys
 from pool.shared import error_line
 
@@ -36,6 +36,7 @@ __all__ = [
     "build_jobs",
     "enqueue_ebook",
     "new_ebook_id",
+    "outline_window",
     "read_errors",
     "read_pages",
     "read_status",
@@ -70,7 +71,9 @@ def build_jobs(
 
     Args:
         pages: number of pages; may be left out when `outline` is given.
-        outline: one heading per page; when given, page i gets `pageTitle = outline[i]`.
+        outline: one heading per page; when given, page i gets `pageTitle = outline[i]` and
+            the window of the outline its prompt shows (`outline_window`), not the whole
+            outline, so a job's size does not grow with the book.
 
     Raises:
         InvalidJob: the pieces do not make a valid ebook (one line saying why).
@@ -91,7 +94,6 @@ def build_jobs(
         "total_pages": pages,
         "title": title,
         "topic": topic,
-        "outline": headings,
         "style": style,
         "audience": audience,
         "instructions": instructions,
@@ -103,12 +105,24 @@ def build_jobs(
     fields = {k: v for k, v in fields.items() if v is not None}
     jobs = []
     for index in range(pages):
-        page_title = headings[index] if headings is not None else None
+        per_page: dict[str, Any] = {"page_index": index}
+        if headings is not None:
+            start, window = outline_window(headings, index)
+            per_page |= {"page_title": headings[index], "outline": window}
+            if start:
+                per_page["outline_start"] = start
         try:
-            jobs.append(PageJob(page_index=index, page_title=page_title, **fields))
+            jobs.append(PageJob(**per_page, **fields))
         except ValidationError as exc:
             raise InvalidJob(error_line(exc.errors(include_url=False)[0], subject="job")) from None
     return jobs
+
+
+def outline_window(outline: Sequence[str], index: int) -> tuple[int, list[str]]:
+    """The part of `outline` page `index` needs (OUTLINE_RADIUS entries each side) and where it
+    starts: the job's `outlineStart` and `outline`."""
+    start = max(0, index - OUTLINE_RADIUS)
+    return start, list(outline[start : index + OUTLINE_RADIUS + 1])
 
 
 async def enqueue_ebook(redis: Redis, keys: Keys, jobs: Sequence[PageJob]) -> None:

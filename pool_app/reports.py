@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pydantic.alias_generators import to_camel
+
 from pool.clock import iso
 from pool.deadletters import FailedEntry
 from pool.ebooks import EbookStatus
@@ -19,6 +21,7 @@ __all__ = [
     "format_pools_report",
     "format_status",
     "pools_report_data",
+    "pools_report_json",
     "status_data",
 ]
 
@@ -104,13 +107,27 @@ def pools_report_data(
     failed: int,
     pools: Mapping[str, Mapping[str, Any]],
 ) -> dict[str, Any]:
-    """The queue's counters and every live pool process's last heartbeat."""
+    """The queue's counters and every live pool process's last heartbeat (as stored)."""
     return {
         "queueDepth": queue_depth,
         "inFlight": in_flight,
         "failed": failed,
         "pools": [dict(snapshot, id=pool_id) for pool_id, snapshot in pools.items()],
     }
+
+
+def pools_report_json(data: Mapping[str, Any]) -> dict[str, Any]:
+    """`stats --json`: `pools_report_data` with every key camelCase, like the rest of the wire
+    (`pool.wire.PoolStats`); the heartbeat itself stores snake_case (`pages_per_min`)."""
+    return {**data, "pools": [_camel_snapshot(p) for p in data["pools"]]}
+
+
+# Heartbeat keys whose camelCase would hide the unit ("uptimeS").
+_SNAPSHOT_NAMES = {"uptime_s": "uptimeSeconds", "p50_s": "p50Seconds", "p95_s": "p95Seconds"}
+
+
+def _camel_snapshot(snapshot: Mapping[str, Any]) -> dict[str, Any]:
+    return {_SNAPSHOT_NAMES.get(key, to_camel(key)): value for key, value in snapshot.items()}
 
 
 def format_pools_report(data: Mapping[str, Any]) -> str:

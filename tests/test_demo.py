@@ -10,12 +10,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import redis as redis_sync
 
 from generator import GeneratorSettings
 from generator.simulator import Simulator, SimulatorConfig
 from pool import PoolSettings
 from pool.keys import Keys
+from pool.logs import reset_logging
+from pool_app.cli import main
 from pool_app.demo import SAMPLE_OUTLINE, render_markdown
 from tests.redis_server import RedisServer, free_port
 
@@ -99,6 +102,28 @@ def test_demo_falls_back_to_fakeredis(tmp_path: Path) -> None:
     assert "Redis: fakeredis, in this process" in proc.stdout
     assert "lupa" in proc.stdout
     assert_book_written(tmp_path, proc.stdout)
+
+
+def test_demo_without_any_redis_or_fakeredis_exits_2_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """fakeredis is not in the production install: without it and any Redis, one line, exit 2."""
+    monkeypatch.setitem(sys.modules, "fakeredis", None)  # `import fakeredis` raises ImportError
+    for name in ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    empty_bin = tmp_path / "bin"
+    empty_bin.mkdir()
+    monkeypatch.setenv("PATH", str(empty_bin))
+    try:
+        code = main(["demo", "--out", str(tmp_path / "out")])
+    finally:
+        reset_logging()
+    assert code == 2
+    assert capsys.readouterr().err == (
+        "ebook-pool: error: no Redis: REDIS_URL unreachable, no redis-server on PATH, and "
+        "fakeredis is not installed (install redis-server, or pip install 'ebook-pool[demo]')\n"
+    )
+    assert not (tmp_path / "out").exists()
 
 
 def test_markdown_says_why_a_page_is_missing() -> None:

@@ -1,7 +1,8 @@
 """Every row of the failure table, over real HTTP against the simulator.
 
 Each test makes the simulator answer one way, calls `OpenAIPageGenerator.generate` through the
-real openai SDK, and checks the pool error class and its fields.
+real openai SDK, and checks the pool error class and its fields. Every test runs on both HTTP
+transports: httpx2's own, and the aiohttp one `from_settings` builds (`generator.transport`).
 """
 
 from __future__ import annotations
@@ -9,11 +10,13 @@ from __future__ import annotations
 import socket
 from collections.abc import AsyncIterator
 
+import httpx2
 import pytest
 from openai import AsyncOpenAI
 
 from generator import OpenAIPageGenerator
 from generator.simulator import Simulator, SimulatorConfig
+from generator.transport import http_client
 from pool.generation import GenerationError, JobFatalError, PoolFatalError, RetryableError
 from pool.job import PageJob
 
@@ -26,9 +29,20 @@ async def sim() -> AsyncIterator[Simulator]:
         yield simulator
 
 
+@pytest.fixture(params=["httpx2", "aiohttp"])
+def transport(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def make_client(transport: str, base_url: str) -> AsyncOpenAI:
+    """The SDK client on httpx2's transport or on ours (as `from_settings` builds it)."""
+    http: httpx2.AsyncClient | None = http_client(10) if transport == "aiohttp" else None
+    return AsyncOpenAI(api_key=KEY, base_url=base_url, max_retries=0, http_client=http)
+
+
 @pytest.fixture
-async def generator(sim: Simulator) -> AsyncIterator[OpenAIPageGenerator]:
-    gen = OpenAIPageGenerator(client=AsyncOpenAI(api_key=KEY, base_url=sim.base_url, max_retries=0))
+async def generator(sim: Simulator, transport: str) -> AsyncIterator[OpenAIPageGenerator]:
+    gen = OpenAIPageGenerator(client=make_client(transport, sim.base_url))
     yield gen
     await gen.aclose()
 
@@ -174,13 +188,12 @@ async def test_dropped_connection_is_retryable(generator: OpenAIPageGenerator) -
     assert err.status is None
 
 
-async def test_refused_connection_is_retryable() -> None:
+async def test_refused_connection_is_retryable(transport: str) -> None:
     """Nothing listening on the port → RetryableError (APIConnectionError)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    client = AsyncOpenAI(api_key=KEY, base_url=f"http://127.0.0.1:{port}/v1", max_retries=0)
-    gen = OpenAIPageGenerator(client=client)
+    gen = OpenAIPageGenerator(client=make_client(transport, f"http://127.0.0.1:{port}/v1"))
     try:
         err = await fail(gen, make_job())
     finally:
@@ -289,7 +302,7 @@ async def test_prompt_over_the_context_window_is_job_fatal(
     sim: Simulator, generator: OpenAIPageGenerator
 ) -> None:
     """A prompt plus max_tokens over the model's window → 400 context_length_exceeded."""
-    sim.update(context_window=1_000)
+    sim.update(context_window=300)  # below the prompt plus the page's sized max_tokens
     err = await fail(generator, make_job())
     assert isinstance(err, JobFatalError)
     assert (err.status, err.code) == (400, "context_length_exceeded")

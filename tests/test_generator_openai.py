@@ -105,7 +105,7 @@ async def test_defaults_and_job_overrides_reach_the_request(
     )
     assert page.model == "gpt-4o"
     first, second = sent
-    assert (first["model"], first["max_tokens"], first["temperature"]) == ("gpt-4o-mini", 1500, 0.7)
+    assert (first["model"], first["max_tokens"], first["temperature"]) == ("gpt-4o-mini", 1010, 0.7)
     assert (second["model"], second["max_tokens"], second["temperature"]) == ("gpt-4o", 700, 0.2)
     assert [m["role"] for m in first["messages"]] == ["system", "user"]
     assert "stream" not in first
@@ -114,9 +114,9 @@ async def test_defaults_and_job_overrides_reach_the_request(
 async def test_max_tokens_grows_to_fit_target_words(
     generator: OpenAIPageGenerator, sent: list[dict[str, Any]]
 ) -> None:
-    """Without a job max_tokens, a long target_words raises the limit to 2 tokens a word."""
+    """Without a job max_tokens, the limit is sized from target_words: 1000 words, 1920 tokens."""
     await generator.generate(make_job(target_words=1000), timeout_s=5)
-    assert sent[0]["max_tokens"] == 2000
+    assert sent[0]["max_tokens"] == 1920
 
 
 async def test_max_completion_tokens_field(sim: Simulator) -> None:

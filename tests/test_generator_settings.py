@@ -35,7 +35,7 @@ def test_defaults() -> None:
     assert settings.openai_api_key is None
     assert settings.openai_base_url is None
     assert settings.openai_model == "gpt-4o-mini"
-    assert settings.openai_max_tokens == 1500
+    assert settings.openai_max_tokens is None  # sized per page
     assert settings.openai_temperature == 0.7
     assert settings.probe_timeout_s == 30.0
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from loguru import logger
 
-from pool.logs import configure_logging, json_level, reset_logging
+from pool.logs import configure_logging, flush_page_lines, json_level, reset_logging
 
 
 @pytest.fixture(autouse=True)
@@ -176,3 +176,127 @@ def test_bound_fields_cannot_overwrite_the_core_fields() -> None:
     [line] = _json_lines(out)
     assert line["message"] == "real" and line["level"] == "info"
     assert line["extra_message"] == "ctx" and line["extra_level"] == "x"
+
+
+# --- the per-page line budget (LOG_PAGE_LINES_PER_S) ----------------------------------------
+
+
+class _Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _page_line(i: int, level: str = "info") -> None:
+    logger.bind(page_line=True, worker=1, page_index=i).log(
+        level.upper(), f"[Worker-1] Completed job: EbookID=e, PageIndex={i} in 0.0s"
+    )
+
+
+def test_a_burst_of_page_lines_yields_the_budget_and_one_summary() -> None:
+    """12,345 page lines in an instant: 50 are written, then one summary counts the rest."""
+    out, clock = io.StringIO(), _Clock()
+    configure_logging(fmt="json", stream=out, page_lines_per_s=50, clock=clock)
+    for i in range(12_345):
+        _page_line(i)
+    assert len(_json_lines(out)) == 50
+    clock.now += 10.0
+    logger.info("[Worker Pool] next line")
+    lines = _json_lines(out)
+    assert len(lines) == 50 + 1 + 1
+    summary = lines[50]
+    assert summary["message"] == (
+        "[Worker Pool] 12,295 per-page lines not shown in the last 10s "
+        "(over LOG_PAGE_LINES_PER_S=50); the [Stats] line has the totals"
+    )
+    assert summary["level"] == "info"
+    assert summary["page_lines_held_back"] == 12_295
+    assert summary["page_lines_per_s"] == 50
+    assert summary["window_s"] == 10.0
+    assert lines[51]["message"] == "[Worker Pool] next line"
+    assert all("page_line" not in line for line in lines)
+
+
+def test_the_budget_renews_every_second_and_summaries_wait_ten_seconds() -> None:
+    """Each second lets the budget through again; no summary before 10 s have passed."""
+    out, clock = io.StringIO(), _Clock()
+    configure_logging(fmt="json", stream=out, page_lines_per_s=5, clock=clock)
+    for _ in range(9):  # 9 seconds of 8 lines: 5 written, 3 held back each
+        for i in range(8):
+            _page_line(i)
+        clock.now += 1.0
+    assert len(_json_lines(out)) == 9 * 5
+    clock.now += 0.5  # 9.5 s after the first held-back line
+    _page_line(0)
+    assert not any("not shown" in line["message"] for line in _json_lines(out))
+    clock.now += 0.5
+    _page_line(0)
+    summaries = [line for line in _json_lines(out) if "not shown" in line["message"]]
+    assert [s["page_lines_held_back"] for s in summaries] == [9 * 3]
+
+
+def test_warnings_errors_and_other_lines_are_never_held_back() -> None:
+    """Over the budget, a page line at WARNING/ERROR and any unmarked INFO line still pass."""
+    out, clock = io.StringIO(), _Clock()
+    configure_logging(fmt="json", stream=out, page_lines_per_s=1, clock=clock)
+    for i in range(3):
+        _page_line(i)
+        _page_line(i, "warning")
+        _page_line(i, "error")
+        logger.info("[Worker Pool] not a page line")
+    levels = [line["level"] for line in _json_lines(out)]
+    assert levels.count("warn") == 3 and levels.count("error") == 3
+    assert sum("not a page line" in line["message"] for line in _json_lines(out)) == 3
+    assert levels.count("info") == 1 + 3  # one page line, three other lines
+
+
+def test_at_debug_level_held_back_lines_are_written_at_debug() -> None:
+    """LOG_LEVEL=DEBUG: lines over the budget are demoted to debug, not dropped or summarized."""
+    out, clock = io.StringIO(), _Clock()
+    configure_logging(fmt="json", level="DEBUG", stream=out, page_lines_per_s=2, clock=clock)
+    for i in range(5):
+        _page_line(i)
+    clock.now += 20.0
+    logger.info("later")
+    assert [line["level"] for line in _json_lines(out)] == ["info"] * 2 + ["debug"] * 3 + ["info"]
+
+
+def test_demoted_text_lines_say_debug() -> None:
+    """In text, a demoted page line carries DEBUG in its level column; its text is unchanged."""
+    out, clock = io.StringIO(), _Clock()
+    configure_logging(fmt="text", level="DEBUG", stream=out, page_lines_per_s=0, clock=clock)
+    _page_line(7)
+    assert re.fullmatch(
+        r"\S+ \S+ \| DEBUG    \| \[Worker-1\] Completed job: EbookID=e, PageIndex=7 in 0\.0s\n",
+        out.getvalue(),
+    )
+
+
+def test_flush_writes_the_summary_at_once() -> None:
+    """At shutdown the pool flushes: the held-back count is written even before 10 s."""
+    out, clock = io.StringIO(), _Clock()
+    configure_logging(fmt="text", stream=out, page_lines_per_s=0, clock=clock)
+    for i in range(3):
+        _page_line(i)
+    clock.now += 2.0
+    flush_page_lines()
+    flush_page_lines()  # nothing more held back: no second summary
+    assert out.getvalue().count("\n") == 1
+    assert out.getvalue().endswith(
+        "| INFO     | [Worker Pool] 3 per-page lines not shown in the last 2s "
+        "(over LOG_PAGE_LINES_PER_S=0); the [Stats] line has the totals\n"
+    )
+
+
+def test_without_a_budget_every_page_line_is_written() -> None:
+    """configure_logging without page_lines_per_s (every command but run and demo) holds none."""
+    out = io.StringIO()
+    configure_logging(fmt="json", stream=out)
+    for i in range(200):
+        _page_line(i)
+    flush_page_lines()
+    assert len(_json_lines(out)) == 200

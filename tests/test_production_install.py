@@ -60,6 +60,15 @@ def test_production_install_has_no_dev_or_bench_package() -> None:
     assert production.isdisjoint(test_and_bench), sorted(production & test_and_bench)
 
 
+def test_production_install_has_no_fakeredis() -> None:
+    """fakeredis (and lupa, its Lua) is the demo's fallback only: the dev group or `[demo]`."""
+    production = _production_set()
+    assert "fakeredis" not in production
+    assert "lupa" not in production
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert pyproject["project"]["optional-dependencies"]["demo"] == ["fakeredis[lua]>=2.26"]
+
+
 def test_bench_group_is_not_installed_by_default() -> None:
     """`uv sync --no-dev` keeps every other default group: bench must not become one."""
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())

@@ -409,3 +409,76 @@ async def test_runs_as_its_own_process() -> None:
         code = await asyncio.wait_for(proc.wait(), 10)
     assert (config["rpm"], config["bad_key"]) == (7, True)
     assert code == 0
+
+
+# -- OpenAI-like limits: a 10 s bucket, refused requests counted ----------------------------
+
+
+def test_limiter_bucket_holds_part_of_the_window() -> None:
+    """rpm=60 with a 10 s bucket: a burst of 10, then one a second; headers say the minute."""
+    now = [0.0]
+    limiter = RateLimiter(rpm=60, tpm=None, window_s=60.0, bucket_s=10.0, clock=lambda: now[0])
+    assert sum(limiter.admit(0).allowed for _ in range(12)) == 10
+    refused = limiter.admit(0)
+    assert (refused.allowed, refused.wait_s) == (False, pytest.approx(1.0))
+    assert refused.headers is not None
+    assert refused.headers["x-ratelimit-limit-requests"] == "60"
+    assert refused.headers["x-ratelimit-remaining-requests"] == "0"
+    assert refused.headers["x-ratelimit-reset-requests"] == "10s"
+    now[0] += 1.0
+    assert limiter.admit(0).allowed
+    assert not limiter.admit(0).allowed
+
+
+def test_limiter_counts_refused_requests() -> None:
+    """count_refused: each refusal takes its unit, and its retry hint includes that."""
+    now = [0.0]
+    limiter = RateLimiter(
+        rpm=60, tpm=None, window_s=60.0, bucket_s=2.0, count_refused=True, clock=lambda: now[0]
+    )
+    assert limiter.admit(0).allowed and limiter.admit(0).allowed
+    first = limiter.admit(0)  # the bucket owes one now: two seconds until one passes
+    assert (first.allowed, first.wait_s) == (False, pytest.approx(2.0))
+    second = limiter.admit(0)  # owes two (at most one bucket): three seconds
+    assert second.wait_s == pytest.approx(3.0)
+    assert limiter.admit(0).wait_s == pytest.approx(3.0)  # debt stops at one bucket
+    now[0] += 2.9
+    assert not limiter.admit(0).allowed  # hammering keeps it refused
+    now[0] += 3.0
+    assert limiter.admit(0).allowed
+
+
+def test_limiter_large_requests_within_the_limit_pass_when_full() -> None:
+    """A request larger than the 10 s bucket but within the TPM passes when the bucket is full."""
+    now = [0.0]
+    limiter = RateLimiter(rpm=None, tpm=6_000, window_s=60.0, bucket_s=10.0, clock=lambda: now[0])
+    assert limiter.admit(1_500).allowed  # the bucket holds 1,000: now 500 in debt
+    refused = limiter.admit(100)
+    assert refused.wait_s == pytest.approx(6.0)  # 600 tokens at 100 a second
+    assert limiter.admit(6_001).wait_s == float("inf")
+    now[0] += 15.0
+    assert limiter.admit(1_500).allowed
+
+
+async def test_openai_like_limits_over_http(sim: Simulator, http: aiohttp.ClientSession) -> None:
+    """rate_bucket_s and count_refused from /_sim/config: 429 bodies and headers like OpenAI's."""
+    async with http.post(
+        f"{sim.url}/_sim/config",
+        json={"rpm": 60, "tpm": 600_000, "rate_bucket_s": 2, "count_refused": True},
+    ) as resp:
+        assert resp.status == 200
+    statuses = [(await post_chat(http, sim))[0] for _ in range(2)]
+    status, headers, body = await post_chat(http, sim)
+    assert statuses == [200, 200] and status == 429
+    assert body["error"]["code"] == "rate_limit_exceeded" and body["error"]["type"] == "requests"
+    assert "Limit 60, Requested 1" in body["error"]["message"]
+    assert headers["x-ratelimit-limit-requests"] == "60"
+    assert headers["x-ratelimit-remaining-requests"] == "0"
+    assert int(headers["retry-after-ms"]) > 1_900  # the refused request was counted too
+    assert sim.config.rate_bucket_s == 2.0 and sim.config.count_refused
+
+
+def test_rate_bucket_must_be_positive() -> None:
+    """rate_bucket_s 0 is refused with a one-line message naming it."""
+    with pytest.raises(ValueError, match="rate_bucket_s must be > 0"):
+        replace_config(SimulatorConfig(), {"rate_bucket_s": "0"})

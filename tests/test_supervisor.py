@@ -20,9 +20,9 @@ from redis.asyncio import Redis
 from generator import GeneratorSettings
 from generator.simulator import Simulator, SimulatorConfig
 from pool import PoolSettings
-from pool_app import eventloop
 from pool.config import ConfigError, load_settings
 from pool.keys import Keys
+from pool_app import eventloop
 from pool_app.supervisor import (
     Supervisor,
     available_cpus,

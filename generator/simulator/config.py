@@ -79,6 +79,19 @@ class SimulatorConfig:
         default=60.0,
         metadata=_help("Window the rpm/tpm limits refill over, seconds (60 = per minute)."),
     )
+    rate_bucket_s: float | None = field(
+        default=None,
+        metadata=_help(
+            "Seconds of the rpm/tpm limits a bucket holds, its burst; none = rate_window_s "
+            "(the whole window). 10 = OpenAI-like, limits enforced over shorter spans."
+        ),
+    )
+    count_refused: bool = field(
+        default=False,
+        metadata=_help(
+            "A refused request still takes its units from the limits, as OpenAI counts them."
+        ),
+    )
     retry_hint: RetryHint = field(
         default="all",
         metadata=_help(
@@ -137,6 +150,9 @@ class SimulatorConfig:
                 raise ValueError(f"{name} must be a number >= 0, not {value}")
         if not (math.isfinite(self.rate_window_s) and self.rate_window_s > 0):
             raise ValueError(f"rate_window_s must be > 0, not {self.rate_window_s}")
+        bucket = self.rate_bucket_s
+        if bucket is not None and not (math.isfinite(bucket) and bucket > 0):
+            raise ValueError(f"rate_bucket_s must be > 0 or none, not {bucket}")
         for name in ("rpm", "tpm"):
             value = getattr(self, name)
             if value is not None and value < 1:

@@ -1,11 +1,17 @@
 """Requests-per-minute and tokens-per-minute limits, enforced the way OpenAI does.
 
-Each limit is a bucket that holds `limit` units and refills continuously, `limit` units per
-window (60 s for "per minute"). A request takes one request unit and its tokens (prompt tokens
-plus the `max_tokens` it asks for, as OpenAI counts them) only if both buckets hold enough;
-otherwise it gets a 429 and learns how long until they will. Every answer carries
-`x-ratelimit-limit|remaining|reset-requests|tokens`, reset being the time until the bucket is
-full again, printed like OpenAI ("20ms", "1.5s", "6m0s").
+Each limit is a bucket that refills continuously, `limit` units per window (60 s for "per
+minute"), and holds `bucket_s` seconds of them: the whole window's `limit` by default, a sixth
+of it with `bucket_s=10` (OpenAI enforces its per-minute limits over shorter spans too). A
+request takes one request unit and its tokens (prompt tokens plus the `max_tokens` it asks for,
+as OpenAI counts them) only if both buckets hold enough; a request larger than the bucket but
+within the limit passes when the bucket is full and leaves it in debt. Otherwise it gets a 429
+and learns how long until it would pass; with `count_refused` the refused request still takes
+its units (OpenAI: "unsuccessful requests contribute to your per-minute limit"), down to one
+bucket of debt, and the wait it is told accounts for that. A request over the whole limit can
+never pass (wait inf). Every answer carries `x-ratelimit-limit|remaining|reset-requests|tokens`:
+the per-window limit, what the bucket holds now, and the time until it is full again, printed
+like OpenAI ("20ms", "1.5s", "6m0s").
 """
 
 from __future__ import annotations
@@ -33,27 +39,35 @@ def format_duration(seconds: float) -> str:
 
 
 class _Bucket:
-    """`limit` units, refilling at `limit / window_s` units per second."""
+    """`bucket_s` seconds of a limit of `limit` units per `window_s`, refilling continuously."""
 
-    def __init__(self, limit: int, window_s: float, now_s: float) -> None:
+    def __init__(self, limit: int, window_s: float, bucket_s: float, now_s: float) -> None:
         self.limit = limit
         self.rate = limit / window_s
-        self.level = float(limit)
+        self.capacity = limit * bucket_s / window_s
+        self.level = self.capacity
         self.updated = now_s
 
     def refill(self, now_s: float) -> None:
-        self.level = min(self.limit, self.level + (now_s - self.updated) * self.rate)
+        self.level = min(self.capacity, self.level + (now_s - self.updated) * self.rate)
         self.updated = now_s
 
     def wait_s(self, amount: int) -> float:
-        """Seconds until `amount` units are available; inf if the bucket can never hold them."""
+        """Seconds until `amount` may pass; inf if it is over the limit and never can.
+
+        A request larger than the bucket passes once the bucket is full.
+        """
         if amount > self.limit:
             return math.inf
-        missing = amount - self.level
+        missing = min(amount, self.capacity) - self.level
         return 0.0 if missing <= _EPSILON else missing / self.rate
 
+    def take(self, amount: int) -> None:
+        """Take `amount` units, leaving at most one bucket of debt."""
+        self.level = max(-self.capacity, self.level - amount)
+
     def reset_s(self) -> float:
-        return (self.limit - self.level) / self.rate
+        return max(0.0, self.capacity - self.level) / self.rate
 
     def headers(self, kind: str) -> dict[str, str]:
         return {
@@ -89,15 +103,26 @@ class RateLimiter:
         tpm: tokens per window, or None.
         window_s: the refill window, 60 for per-minute limits.
         clock: monotonic seconds.
+        bucket_s: seconds of the limit a bucket holds (None: the whole window).
+        count_refused: a refused request still takes its units, as with OpenAI.
     """
 
     def __init__(
-        self, *, rpm: int | None, tpm: int | None, window_s: float, clock: Callable[[], float]
+        self,
+        *,
+        rpm: int | None,
+        tpm: int | None,
+        window_s: float,
+        clock: Callable[[], float],
+        bucket_s: float | None = None,
+        count_refused: bool = False,
     ) -> None:
         now_s = clock()
         self._clock = clock
+        self._count_refused = count_refused
+        held = window_s if bucket_s is None else bucket_s
         self._buckets = {
-            kind: _Bucket(limit, window_s, now_s)
+            kind: _Bucket(limit, window_s, held, now_s)
             for kind, limit in (("requests", rpm), ("tokens", tpm))
             if limit is not None
         }
@@ -110,6 +135,11 @@ class RateLimiter:
         cost = {"requests": 1, "tokens": tokens}
         waits = {kind: bucket.wait_s(cost[kind]) for kind, bucket in self._buckets.items()}
         if waits and max(waits.values()) > 0:
+            if self._count_refused:
+                for kind, bucket in self._buckets.items():
+                    if not math.isinf(waits[kind]):
+                        bucket.take(cost[kind])
+                waits = {kind: b.wait_s(cost[kind]) for kind, b in self._buckets.items()}
             kind = max(waits, key=lambda k: waits[k])
             return Admission(
                 allowed=False,
@@ -119,7 +149,7 @@ class RateLimiter:
                 headers=self.headers(),
             )
         for kind, bucket in self._buckets.items():
-            bucket.level -= cost[kind]
+            bucket.take(cost[kind])
         return Admission(allowed=True, headers=self.headers())
 
     def headers(self) -> dict[str, str]:

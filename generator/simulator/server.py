@@ -89,13 +89,13 @@ class Simulator(Answers):
     def update(self, **changes: Any) -> SimulatorConfig:
         """Change some settings now, e.g. `update(bad_key=True)`; returns the new config.
 
-        Setting rpm, tpm or rate_window_s (even to the same value) starts the rate limits
-        afresh, full; setting seed restarts the fault draws. Raises ValueError (one line,
+        Setting rpm, tpm, rate_window_s, rate_bucket_s or count_refused (even to the same
+        value) starts the rate limits afresh, full; setting seed restarts the fault draws. Raises ValueError (one line,
         naming the field) for a bad value.
         """
         new = replace_config(self._config, changes)
         self._config = new
-        if {"rpm", "tpm", "rate_window_s"} & set(changes):
+        if {"rpm", "tpm", "rate_window_s", "rate_bucket_s", "count_refused"} & set(changes):
             self._limiter = self._new_limiter(new)
         if "seed" in changes:
             self._rng = random.Random(new.seed)
@@ -328,7 +328,12 @@ class Simulator(Answers):
 
     def _new_limiter(self, config: SimulatorConfig) -> RateLimiter:
         return RateLimiter(
-            rpm=config.rpm, tpm=config.tpm, window_s=config.rate_window_s, clock=self._clock
+            rpm=config.rpm,
+            tpm=config.tpm,
+            window_s=config.rate_window_s,
+            clock=self._clock,
+            bucket_s=config.rate_bucket_s,
+            count_refused=config.count_refused,
         )
 
 

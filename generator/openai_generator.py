@@ -325,11 +325,16 @@ class OpenAIPageGenerator:
         self._grown[job.id] = grown
         while len(self._grown) > _GROWN_KEPT:
             self._grown.popitem(last=False)
-        return RetryableError(
+        grown_err = RetryableError(
             f"{err.reason}; the next attempt asks for max_tokens={grown}",
             status=err.status,
             code=err.code,
         )
+        grown_err.prompt_tokens, grown_err.completion_tokens = (
+            err.prompt_tokens,
+            err.completion_tokens,
+        )
+        return grown_err
 
     def _for_job(self, err: GenerationError, job: PageJob) -> GenerationError:
         # An unknown model that only this job asked for is this job's problem, not the pool's.
@@ -348,7 +353,19 @@ class OpenAIPageGenerator:
 
 
 def _page_from(completion: dict[str, Any], *, model: str, max_tokens: int) -> GeneratedPage:
-    """The page in a completion's JSON, or the error that says why there is none."""
+    """The page in a completion's JSON, or the error that says why there is none; that error
+    carries the tokens the API billed for the answer (a page cut off by `length`...)."""
+    try:
+        return _read_page(completion, model=model, max_tokens=max_tokens)
+    except GenerationError as err:
+        usage = completion.get("usage") if isinstance(completion, dict) else None
+        if isinstance(usage, dict):
+            err.prompt_tokens = _int(usage.get("prompt_tokens"))
+            err.completion_tokens = _int(usage.get("completion_tokens"))
+        raise
+
+
+def _read_page(completion: dict[str, Any], *, model: str, max_tokens: int) -> GeneratedPage:
     # Compatible servers differ in what they omit: read leniently, fail only without a message.
     try:
         choice = completion["choices"][0]

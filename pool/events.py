@@ -45,6 +45,9 @@ class EventKind(StrEnum):
     #: concurrency limit, in flight, waiting, latency) and `budgets` (shared, from Redis:
     #: limits, use over the last minute as % of RPM and TPM, refusals, cool-down).
     BUDGET_SNAPSHOT = "budget_snapshot"
+    #: An ebook's first page started in this process and its status says so (`job` set): its
+    #: state may have become "generating". Once per ebook per process.
+    EBOOK_STARTED = "ebook_started"
 
 
 class PoolEvent(NamedTuple):

@@ -176,6 +176,8 @@ class JobRunner:
             logger.warning(
                 f"[Worker Pool] Could not mark ebook {job.ebook_id} as started: {error_reason(exc)}"
             )
+        else:
+            ctx.events.emit(EventKind.EBOOK_STARTED, job=job)
 
 
 class JobRun:
@@ -306,6 +308,7 @@ class JobRun:
                 attempts=self.attempt,
                 tokens=page.completion_tokens,
                 duration_s=duration_s,
+                prompt_tokens=page.prompt_tokens,
             )
         )
 

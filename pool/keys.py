@@ -90,3 +90,14 @@ class Keys:
     def rate_scout(self, budget_id: str) -> str:
         """String (expiring): the one request in flight while a budget's limits are unknown."""
         return f"{self.prefix}:ratelimit:{budget_id}:scout"
+
+    # --- progress events (issue 12; docs/contract.md, "Progress events") ---
+
+    @property
+    def events_channel(self) -> str:
+        """Pub/sub channel: every page outcome and ebook state change, for live listeners."""
+        return f"{self.prefix}:events"
+
+    def ebook_events(self, ebook_id: str) -> str:
+        """Stream of one ebook's events, capped and expiring, so a late listener catches up."""
+        return f"{self.prefix}:ebook:{ebook_id}:events"

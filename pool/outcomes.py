@@ -33,7 +33,10 @@ OnRefused = Callable[[int, bytes, bytes, Exception], Awaitable[None]]
 class PageWrite:
     """A finished page waiting to be stored: what `OutcomeWriter.store_page` writes and logs."""
 
-    __slots__ = ("attempts", "duration_s", "epoch", "job", "n", "now", "page_json", "raw", "tokens")
+    __slots__ = (
+        "attempts", "duration_s", "epoch", "job", "n", "now", "page_json", "prompt_tokens", "raw",
+        "tokens",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -47,6 +50,7 @@ class PageWrite:
         attempts: int,
         tokens: int,
         duration_s: float,
+        prompt_tokens: int = 0,
     ) -> None:
         self.n = n
         self.raw = raw
@@ -57,6 +61,7 @@ class PageWrite:
         self.attempts = attempts
         self.tokens = tokens
         self.duration_s = duration_s
+        self.prompt_tokens = prompt_tokens
 
 
 class OutcomeWriter:
@@ -114,6 +119,7 @@ class OutcomeWriter:
         ctx.events.emit(
             EventKind.JOB_SUCCEEDED, raw=w.raw, worker=w.n, attempt=w.attempts,
             duration_s=w.duration_s, job=job, completion_tokens=w.tokens,
+            prompt_tokens=w.prompt_tokens,
         )  # fmt: skip
         if not page_line_wanted():
             return

@@ -60,7 +60,9 @@ from pool_app.reports import (
 from pool_app.supervisor import resolve_processes, run_supervisor
 from pool_app.wiring import (
     build_generator,
+    build_metrics,
     build_pool,
+    build_publisher,
     check_credentials,
     describe_generator,
     secrets_of,
@@ -71,6 +73,7 @@ __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "build_pa
 PROG = "ebook-pool"
 
 _UNREACHABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
+_PUBLISH_DRAIN_S = 5.0  # after the pool stopped, how long its last progress events may take
 _OUTLINE_MARKER = re.compile(r"^(#{1,6}|[-*+]|\d+[.)])\s+")
 
 
@@ -266,15 +269,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
 async def _run_pool(settings: PoolSettings, gen_settings: GeneratorSettings) -> int:
     generator = build_generator(gen_settings, workers=settings.concurrent_workers)
     redis, pool = build_pool(settings, generator)
+    publisher = build_publisher(pool, redis, settings)
     try:
         logger.info(f"[Worker Pool] Generator: {describe_generator(gen_settings)}")
         async with contextlib.AsyncExitStack() as http:
             if settings.http_port is not None:
-                app = health_app(pool, redis, settings=settings)
+                metrics = None
+                if settings.metrics_enabled:
+                    metrics = build_metrics(pool, settings, default_model=gen_settings.openai_model)
+                app = health_app(pool, redis, settings=settings, metrics=metrics)
                 await http.enter_async_context(
                     serving(app, host=settings.http_host, port=settings.http_port)
                 )
             await pool.run(install_signal_handlers=True)
+            if publisher is not None:
+                await publisher.drain(_PUBLISH_DRAIN_S)
     except RedisConfigError as exc:
         logger.error(f"[Worker Pool] {exc}")
         return _fail(f"Redis at {mask_url(settings.redis_url)}: {exc}", EXIT_USAGE)

@@ -11,11 +11,13 @@ from redis.asyncio import Redis
 
 from pool.config import PoolSettings
 from pool.connections import pool_redis
+from pool.ebook_events import EbookEventPublisher
 from pool.generation import PageGenerator
 from pool.keys import Keys
 from pool.ratelimit import ApiIdentity, Governor
 from pool.shared import ConfigError, mask_url
 from pool.worker import Pool
+from pool_app.metrics import PoolMetrics
 
 if TYPE_CHECKING:  # the generator (and the openai SDK) is imported only when one is built
     from generator import GeneratorSettings, OpenAIPageGenerator
@@ -23,7 +25,9 @@ if TYPE_CHECKING:  # the generator (and the openai SDK) is imported only when on
 __all__ = [
     "build_generator",
     "build_governor",
+    "build_metrics",
     "build_pool",
+    "build_publisher",
     "check_credentials",
     "describe_generator",
     "secrets_of",
@@ -59,6 +63,36 @@ def build_governor(
     if not isinstance(api, ApiIdentity):
         return None
     return Governor(redis, Keys(settings.key_prefix), settings, api)
+
+
+def build_metrics(pool: Pool, settings: PoolSettings, *, default_model: str) -> PoolMetrics:
+    """The pool's Prometheus metrics, subscribed to its events; serve them with
+    `pool_app.health.health_app(..., metrics=...)`.
+
+    Args:
+        default_model: OPENAI_MODEL, for the cost of jobs that name no model.
+    """
+    metrics = PoolMetrics(
+        pool, concurrency_limit=settings.concurrent_workers, default_model=default_model
+    )
+    pool.events.subscribe(metrics.on_event)
+    return metrics
+
+
+def build_publisher(pool: Pool, redis: Redis, settings: PoolSettings) -> EbookEventPublisher | None:
+    """The progress-event publisher, subscribed to the pool's events (None when
+    PROGRESS_EVENTS is off). The caller drains it after the pool stopped."""
+    if not settings.progress_events:
+        return None
+    publisher = EbookEventPublisher(
+        redis,
+        keys=pool.keys,
+        pool_id=pool.id,
+        maxlen=settings.progress_events_maxlen,
+        ttl_ms=settings.progress_events_ttl,
+    )
+    pool.events.subscribe(publisher.on_event)
+    return publisher
 
 
 def build_generator(

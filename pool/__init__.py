@@ -10,10 +10,11 @@ from pool.generation import (
     PoolFatalError,
     RetryableError,
 )
-from pool.job import CONTRACT_VERSION, InvalidJob, PageJob, decode_job, job_schema
+from pool.job import CONTRACT_VERSION, InvalidJob, PageJob, decode_job
 from pool.jobrun import BeforeRequest
 from pool.keys import Keys
 from pool.store import Store
+from pool.wire import job_schema
 from pool.worker import Pool
 
 __all__ = [

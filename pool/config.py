@@ -11,6 +11,7 @@ Neither the password nor the PEM text is ever echoed (`describe()`, error messag
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -28,7 +29,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pool.shared import ConfigError, error_message, mask_url
 
-__all__ = ["ConfigError", "PoolSettings", "is_pem", "load_settings", "mask_url"]
+__all__ = [
+    "ConfigError",
+    "PoolSettings",
+    "is_pem",
+    "load_settings",
+    "mask_url",
+    "running_loop_name",
+]
 
 _MS = "milliseconds"
 _PEM_MARKER = "-----BEGIN"
@@ -400,8 +408,6 @@ class PoolSettings(BaseSettings):
         ca = self.redis_ca_cert
         if ca is not None and is_pem(ca):
             out["REDIS_CA_CERT"] = f"<PEM, {len(ca.encode())} bytes>"
-        from pool_app.eventloop import running_loop_name  # it imports this module
-
         running = running_loop_name()
         if running is not None:  # the loop that actually runs, e.g. 'uvloop (auto)'
             out["EVENT_LOOP"] = f"{running} (auto)" if self.event_loop == "auto" else running
@@ -443,3 +449,12 @@ def load_settings(cls: type[_S], **overrides: Any) -> _S:
 def is_pem(value: str) -> bool:
     """Whether a certificate setting holds PEM text rather than a path."""
     return _PEM_MARKER in value
+
+
+def running_loop_name() -> Literal["uvloop", "asyncio"] | None:
+    """`uvloop` or `asyncio` for the loop running in this thread; None outside a loop."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"

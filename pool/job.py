@@ -26,7 +26,6 @@ __all__ = [
     "JobIds",
     "PageJob",
     "decode_job",
-    "job_schema",
 ]
 
 #: Bumped when a change to the wire format would break an existing producer or reader.
@@ -312,10 +311,3 @@ def _salvage_oversized(data: bytes) -> JobIds:
 
 def _describe(exc: ValidationError) -> str:
     return "; ".join(error_line(err, subject="payload") for err in exc.errors(include_url=False))
-
-
-def job_schema() -> dict[str, Any]:
-    """The JSON Schema of a page job as a producer writes it (camelCase; see `pool.wire`)."""
-    from pool.wire import wire_schemas  # wire builds on this module
-
-    return wire_schemas()["PageJob"]

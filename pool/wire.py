@@ -36,6 +36,7 @@ __all__ = [
     "PoolSnapshot",
     "PoolStats",
     "ProgressEvent",
+    "job_schema",
     "schema_files",
     "wire_schemas",
 ]
@@ -245,3 +246,8 @@ def _drop_property_titles(node: Any) -> None:
     elif isinstance(node, list):
         for value in node:
             _drop_property_titles(value)
+
+
+def job_schema() -> dict[str, Any]:
+    """The JSON Schema of a page job as a producer writes it (camelCase)."""
+    return wire_schemas()["PageJob"]

@@ -27,13 +27,13 @@ from pool.clock import now_ms
 from pool.config import ConfigError, PoolSettings, load_settings, mask_url
 from pool.connections import command_redis
 from pool.deadletters import FailedEntry
-from pool.job import InvalidJob, job_schema
+from pool.job import InvalidJob
 from pool.keys import Keys
 from pool.logs import configure_logging
 from pool.outage import RedisConfigError, fatal_reason
 from pool.ratelimit import read_budgets
 from pool.store import Store
-from pool.wire import schema_files, wire_schemas
+from pool.wire import job_schema, schema_files, wire_schemas
 from pool_app import eventloop
 from pool_app.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from pool_app.health import health_app, serving
@@ -175,6 +175,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=_cmd_schema)
 
+    _add_dashboard(sub)
+
+    p = sub.add_parser(
+        "simulate-llm",
+        help="Serve a fake OpenAI-compatible API (see docs/simulator.md).",
+        description="An OpenAI-compatible API that writes fake pages, with rate limits and faults.",
+    )
+    add_simulator_arguments(p)
+    p.set_defaults(handler=_cmd_simulate)
+    return parser
+
+
+def _add_dashboard(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "dashboard",
         help="Serve the dashboard alone (no pool): queue, processes, ebooks, failed jobs.",
@@ -185,15 +198,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--port", type=int, help="Port (default: HTTP_PORT, else PORT, else 8080; 0 = any free)."
     )
     p.set_defaults(handler=_cmd_dashboard)
-
-    p = sub.add_parser(
-        "simulate-llm",
-        help="Serve a fake OpenAI-compatible API (see docs/simulator.md).",
-        description="An OpenAI-compatible API that writes fake pages, with rate limits and faults.",
-    )
-    add_simulator_arguments(p)
-    p.set_defaults(handler=_cmd_simulate)
-    return parser
 
 
 def _add_enqueue(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

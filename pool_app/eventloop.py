@@ -12,7 +12,7 @@ import importlib.util
 from collections.abc import Callable, Coroutine
 from typing import Any, Literal, TypeVar
 
-from pool.config import ConfigError
+from pool.config import ConfigError, running_loop_name
 
 __all__ = [
     "EventLoopChoice",
@@ -72,10 +72,3 @@ def run(main: Coroutine[Any, Any, T], *, event_loop: str = "auto") -> T:
         return runner.run(main)
 
 
-def running_loop_name() -> LoopName | None:
-    """`uvloop` or `asyncio` for the loop running in this thread; None outside a loop."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-    return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from generator import GeneratorSettings
 from pool import PoolSettings
-from pool.job import job_schema
+from pool.wire import job_schema
 from pool_app.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent

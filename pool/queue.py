@@ -13,17 +13,45 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, cast
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from pool.batch import ScriptBatcher
 from pool.keys import Keys
+from pool.ledger import NO_USAGE
 from pool.records import json_bytes
 from pool.scripts import LOST, Scripts
 
-__all__ = ["EpochChanged", "QueueStore"]
+if TYPE_CHECKING:
+    from pool.ledger import JobUsage
+    from pool.store import StoreLimits
+
+__all__ = ["NO_TICKET", "Acknowledged", "Claim", "EpochChanged", "QueueStore", "Ticket"]
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """What the claim script learnt of a job (docs/contract.md, "Idempotency").
+
+    Attributes:
+        brief_sha: SHA-1 of its brief as the script read it ('' for a payload it could not
+            read); stored with its page, so a later copy is recognised.
+        marker: the jobId whose in-flight marker this claim took ('' if it took none).
+    """
+
+    brief_sha: str
+    marker: str
+
+
+NO_TICKET = Ticket("", "")
+
+#: A claimed job: its payload, the attempt number counted, and its ticket.
+Claim = tuple[bytes, int, Ticket]
+#: A job the claim acknowledged without a request: its payload and why ("stored", "in flight").
+Acknowledged = tuple[bytes, str]
 
 
 class EpochChanged(Exception):
@@ -35,8 +63,11 @@ class QueueStore:
 
     redis: Redis
     keys: Keys
+    limits: StoreLimits
     _scripts: Scripts
     _batch: ScriptBatcher
+    _admit_parts: list[str]
+    _inflight_parts: tuple[str, str]
 
     # --- claiming -------------------------------------------------------------------------
 
@@ -44,10 +75,16 @@ class QueueStore:
         """Set the epoch marker to `token` unless there is one; return the marker in force."""
         return _bytes(await self._scripts.init_epoch(keys=[self.keys.epoch], args=[token]))
 
-    async def claim(self, pool_id: str, count: int, *, epoch: bytes) -> list[tuple[bytes, int]]:
+    async def claim(
+        self, pool_id: str, count: int, *, epoch: bytes
+    ) -> tuple[list[Claim], list[Acknowledged]]:
         """Move up to `count` jobs into the processing list of `pool_id`, without waiting.
 
-        Each job's attempt is counted as it is claimed. Returns (job, attempt number) pairs.
+        Each job's attempt is counted as it is claimed, and its in-flight marker taken; a job
+        whose page is stored for the same jobId and brief, or a copy of one in flight, is
+        acknowledged instead (taken off the queue, not counted, `skipped` in its status).
+
+        Returns the claimed jobs and the acknowledged ones.
 
         Raises:
             EpochChanged: Redis lost its data since this process read `epoch`; nothing moved.
@@ -59,22 +96,49 @@ class QueueStore:
                 self.keys.attempts,
                 self.keys.epoch,
             ],
-            args=[count, epoch],
+            args=[count, epoch, pool_id, self.limits.inflight_ttl_ms, *self._admit_parts],
         )
-        if len(flat) % 2:
+        if len(flat) % 4:
             raise EpochChanged
-        return [(_bytes(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
+        claimed: list[Claim] = []
+        acknowledged: list[Acknowledged] = []
+        for i in range(0, len(flat), 4):
+            raw, attempt = _bytes(flat[i]), int(flat[i + 1])
+            if attempt:
+                claimed.append((raw, attempt, Ticket(_text(flat[i + 2]), _text(flat[i + 3]))))
+            else:
+                acknowledged.append((raw, _text(flat[i + 2])))
+        return claimed, acknowledged
 
     async def claim_blocking(self, pool_id: str, timeout_s: float) -> bytes | None:
         """Wait up to `timeout_s` for one job and move it into the processing list.
 
-        Its attempt is not counted yet: call `start` next.
+        Its attempt is not counted yet: call `claim_moved` next.
         """
         # Redis takes a fractional timeout; redis-py's annotation says int.
         item = await self.redis.blmove(
             self.keys.queue, self.keys.processing(pool_id), cast(int, timeout_s), "RIGHT", "LEFT"
         )
         return None if item is None else _bytes(item)
+
+    async def claim_moved(
+        self, pool_id: str, raw: bytes, *, epoch: bytes
+    ) -> Claim | Acknowledged:
+        """`claim`'s check and count for a job `claim_blocking` moved: the claimed job, or the
+        acknowledged one (then taken out of the processing list).
+
+        Raises:
+            EpochChanged: Redis lost its data since this process read `epoch`.
+        """
+        out = await self._scripts.claim_one(
+            keys=[self.keys.processing(pool_id), self.keys.attempts, self.keys.epoch],
+            args=[raw, epoch, pool_id, self.limits.inflight_ttl_ms, *self._admit_parts],
+        )
+        if len(out) == 1:
+            raise EpochChanged
+        if int(out[0]) == 0:
+            return raw, _text(out[1])
+        return raw, int(out[0]), Ticket(_text(out[1]), _text(out[2]))
 
     # --- one job's life -------------------------------------------------------------------
 
@@ -110,11 +174,19 @@ class QueueStore:
         page_json: bytes,
         now_ms: int,
         epoch: bytes,
+        job_id: str = "",
+        ticket: Ticket = NO_TICKET,
+        usage: JobUsage | None = None,
     ) -> bool | None:
-        """Store a finished page and release its job.
+        """Store a finished page, add its cost to the ebook's ledger and release its job.
 
         Returns True if the page is new, False if it was already stored, None if the job was
         claimed before Redis lost its data (nothing written).
+
+        Args:
+            job_id: the job's id, recorded with the page's brief so a copy is skipped.
+            ticket: what the claim learnt of the job (brief, in-flight marker).
+            usage: what the job cost, for the ledger.
         """
         new = await self._batch.call(
             self._scripts.complete,
@@ -127,8 +199,11 @@ class QueueStore:
                 self.keys.attempts,
                 self.keys.crashes,
                 self.keys.epoch,
+                self.keys.briefs(ebook_id),
+                self.keys.deaths,
+                self.keys.inflight(ticket.marker),
             ],
-            [raw, page_index, page_json, total, now_ms, epoch],
+            [raw, page_index, page_json, total, now_ms, epoch, pool_id, ticket.brief_sha, job_id, self.limits.result_ttl_ms, *(usage.argv() if usage else NO_USAGE)],
         )
         return None if new == LOST else bool(new)
 
@@ -136,7 +211,7 @@ class QueueStore:
         """Return a claimed job to the head of the queue; `refund` un-counts its last attempt."""
         moved = await self._scripts.give_back(
             keys=[self.keys.processing(pool_id), self.keys.queue, self.keys.attempts],
-            args=[raw, "1" if refund else ""],
+            args=[raw, "1" if refund else "", pool_id, *self._inflight_parts],
         )
         return bool(moved)
 
@@ -173,7 +248,7 @@ class QueueStore:
                 self.keys.heartbeat(pool_id),
                 self.keys.pools,
             ],
-            args=[pool_id, *refund],
+            args=[pool_id, *self._inflight_parts, *refund],
         )
         return int(n)
 
@@ -210,8 +285,10 @@ class QueueStore:
                     self.keys.processing(pool_id),
                     self.keys.queue,
                     self.keys.pools,
+                    self.keys.attempts,
+                    self.keys.deaths,
                 ],
-                args=[pool_id],
+                args=[pool_id, self.limits.max_attempts, *self._inflight_parts],
             )
             if int(n) >= 0:
                 reaped[pool_id] = int(n)

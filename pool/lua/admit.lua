@@ -1,0 +1,88 @@
+-- Idempotent jobs (docs/contract.md, "Idempotency"): a job's ids and brief as Lua reads them
+-- from its payload, the check made when a job is claimed, and the in-flight marker.
+-- The fields that change the text; metadata, the ids and `regenerate` are not part of the brief.
+local BRIEF = {'title', 'topic', 'pageTitle', 'outline', 'instructions', 'language', 'style',
+  'audience', 'targetWords', 'model', 'maxTokens', 'temperature'}
+
+local function trim(s) return (string.gsub(s, '^%s*(.-)%s*$', '%1')) end
+
+-- ebookId, page index (as text), jobId and the decoded job; nil if the payload has no such ids
+-- (an invalid job: the pool fails it in Python).
+local function job_ids(raw)
+  local ok, j = pcall(cjson.decode, raw)
+  if not ok or type(j) ~= 'table' then return nil end
+  local e, p, id = j.ebookId, j.pageIndex, j.jobId
+  if type(e) ~= 'string' or type(p) ~= 'number' or p ~= math.floor(p) or p < 0 or p > 1e9 then
+    return nil
+  end
+  e = trim(e)
+  local page = string.format('%d', p)
+  if id == nil or id == cjson.null then
+    id = e .. ':' .. page
+  elseif type(id) == 'string' then
+    id = trim(id)
+  else
+    return nil
+  end
+  return e, page, id, j
+end
+
+-- SHA-1 (all Redis Lua has) of the brief's fields, in a fixed order, each as cjson writes it.
+local function brief_sha(j)
+  local parts = {}
+  for i, name in ipairs(BRIEF) do
+    local v = j[name]
+    if v == nil or v == cjson.null then parts[i] = '' else parts[i] = cjson.encode(v) end
+  end
+  return redis.sha1hex(table.concat(parts, '\n'))
+end
+
+local function count_skipped(status)
+  if redis.call('EXISTS', status) == 1 then redis.pcall('HINCRBY', status, 'skipped', 1) end
+end
+
+-- What to do with a job `pool` just claimed. Returns its brief's sha and the jobId whose
+-- in-flight marker it took ('' if none) to generate it; or false and why it is acknowledged
+-- without a request: its page is stored for the same jobId and brief ('stored'), or a copy
+-- with the same brief is held by a pool process ('in flight'). `p` holds the heads and tails of
+-- the briefs, status and in-flight keys (Keys.parts). App-writable keys are read with pcall: a
+-- key of another type must not stop a claim half-way.
+local function admit(raw, pool, ttl, p)
+  local e, page, id, j = job_ids(raw)
+  if not e then return '', '' end
+  local ok, sha = pcall(brief_sha, j)
+  if not ok then return '', '' end
+  if j.regenerate ~= true then
+    local stored = redis.pcall('HGET', p[1] .. e .. p[2], page)
+    if stored == sha .. ' ' .. id then
+      count_skipped(p[3] .. e .. p[4])
+      return false, 'stored'
+    end
+  end
+  local marker = p[5] .. id .. p[6]
+  local set = redis.pcall('SET', marker, sha .. ' ' .. pool, 'NX', 'PX', ttl)
+  if type(set) == 'table' and set.ok then return sha, id end
+  local held = redis.pcall('GET', marker)
+  if type(held) == 'string' and string.sub(held, 1, #sha + 1) == sha .. ' ' then
+    count_skipped(p[3] .. e .. p[4])
+    return false, 'in flight'
+  end
+  return sha, ''  -- another brief under the same jobId is in flight: both are written
+end
+
+-- Deletes the in-flight marker of `raw`'s job if `pool` holds it: a job given back or reaped
+-- must not find its own marker when it is claimed again.
+local function release_marker(raw, pool, head, tail)
+  local _, _, id = job_ids(raw)
+  if not id then return end
+  local key = head .. id .. tail
+  local v = redis.pcall('GET', key)
+  if type(v) == 'string' and string.sub(v, -(#pool + 1)) == ' ' .. pool then
+    redis.call('DEL', key)
+  end
+end
+
+-- Deletes an in-flight marker if it is exactly this claim's (brief sha and pool).
+local function end_marker(key, sha, pool)
+  if sha ~= '' and redis.pcall('GET', key) == sha .. ' ' .. pool then redis.call('DEL', key) end
+end

@@ -121,9 +121,7 @@ class QueueStore:
         )
         return None if item is None else _bytes(item)
 
-    async def claim_moved(
-        self, pool_id: str, raw: bytes, *, epoch: bytes
-    ) -> Claim | Acknowledged:
+    async def claim_moved(self, pool_id: str, raw: bytes, *, epoch: bytes) -> Claim | Acknowledged:
         """`claim`'s check and count for a job `claim_blocking` moved: the claimed job, or the
         acknowledged one (then taken out of the processing list).
 
@@ -203,7 +201,19 @@ class QueueStore:
                 self.keys.deaths,
                 self.keys.inflight(ticket.marker),
             ],
-            [raw, page_index, page_json, total, now_ms, epoch, pool_id, ticket.brief_sha, job_id, self.limits.result_ttl_ms, *(usage.argv() if usage else NO_USAGE)],
+            [
+                raw,
+                page_index,
+                page_json,
+                total,
+                now_ms,
+                epoch,
+                pool_id,
+                ticket.brief_sha,
+                job_id,
+                self.limits.result_ttl_ms,
+                *(usage.argv() if usage else NO_USAGE),
+            ],
         )
         return None if new == LOST else bool(new)
 

@@ -5,6 +5,8 @@ local BRIEF = {'title', 'topic', 'pageTitle', 'outline', 'instructions', 'langua
   'audience', 'targetWords', 'model', 'maxTokens', 'temperature'}
 
 local function trim(s) return (string.gsub(s, '^%s*(.-)%s*$', '%1')) end
+-- The contract's id pattern (pool.job.ID_PATTERN): ids become part of key names.
+local function valid_id(s) return #s <= 200 and string.find(s, '^[%w_.:@+=/%-]+$') ~= nil end
 
 -- ebookId, page index (as text), jobId and the decoded job; nil if the payload has no such ids
 -- (an invalid job: the pool fails it in Python).
@@ -24,6 +26,7 @@ local function job_ids(raw)
   else
     return nil
   end
+  if not (valid_id(e) and valid_id(id)) then return nil end
   return e, page, id, j
 end
 

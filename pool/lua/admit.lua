@@ -41,7 +41,7 @@ local function brief_sha(j)
 end
 
 local function count_skipped(status)
-  if redis.call('EXISTS', status) == 1 then redis.pcall('HINCRBY', status, 'skipped', 1) end
+  redis.pcall('HINCRBY', status, 'skipped', 1)
 end
 
 -- What to do with a job `pool` just claimed. Returns its brief's sha and the jobId whose

@@ -20,12 +20,12 @@ from pool.batch import ScriptBatcher
 from pool.job import JobIds, PageJob
 from pool.keys import Keys
 from pool.ledger import NO_USAGE
+from pool.queue import Ticket, ticket_job_id
 from pool.records import json_bytes
 from pool.scripts import LOST, Scripts
 
 if TYPE_CHECKING:
     from pool.ledger import JobUsage
-    from pool.queue import Ticket
     from pool.store import StoreLimits
 
 __all__ = [
@@ -184,7 +184,7 @@ class DeadLetterStore:
         now_ms: int,
         epoch: bytes,
         with_status: bool = True,
-        ticket: Ticket | None = None,
+        ticket: Ticket = b"",
         usage: JobUsage | None = None,
     ) -> bool:
         """Move a job to the failed list with `entry` (which says why), and count it.
@@ -198,7 +198,7 @@ class DeadLetterStore:
             ticket: what the claim learnt of the job (its in-flight marker is released).
             usage: what the job's attempts cost, for the ebook's ledger.
         """
-        sha, marker = (ticket.brief_sha, ticket.marker) if ticket is not None else ("", "")
+        job_id = entry.get("jobId") or ticket_job_id(ticket)
         keys = [
             self.keys.epoch,
             self.keys.processing(pool_id),
@@ -206,7 +206,7 @@ class DeadLetterStore:
             self.keys.attempts,
             self.keys.crashes,
             self.keys.deaths,
-            self.keys.inflight(marker),
+            self.keys.inflight(str(job_id)),
         ]
         ebook_id = entry.get("ebookId")
         page_index = entry.get("pageIndex")
@@ -226,13 +226,12 @@ class DeadLetterStore:
         else:
             page_index, total = "", ""
         limits = self.limits
-        done = await self._batch.call(
-            self._scripts.fail,
-            keys,
-            [raw, json_bytes(entry), page_index, entry.get("error", ""), total, now_ms, epoch]
-            + [pool_id, sha, limits.failed_list_max, limits.result_ttl_ms]
-            + (usage.argv() if usage else NO_USAGE),
-        )
+        args = [
+            raw, json_bytes(entry), page_index, entry.get("error", ""), total, now_ms, epoch,
+            pool_id, ticket, limits.failed_list_max, limits.result_ttl_ms,
+            usage.argv() if usage else NO_USAGE,
+        ]  # fmt: skip
+        done = await self._batch.call(self._scripts.fail, keys, args)
         return bool(done != LOST)
 
     async def failed_count(self) -> int:

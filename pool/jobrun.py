@@ -39,7 +39,7 @@ from pool.ledger import JobUsage
 from pool.liveness import Pauser
 from pool.outcomes import OutcomeWriter, PageWrite
 from pool.pricing import PriceTable
-from pool.queue import NO_TICKET, Ticket
+from pool.queue import NO_TICKET, Ticket, ticket_sha
 from pool.records import page_record
 from pool.retry import is_retryable, wait_policy
 from pool.runtime import PoolContext, Stopping, error_reason
@@ -313,7 +313,7 @@ class JobRun:
         ctx = self.runner.ctx
         page_json = page_record(
             self.job, page, attempts=self.attempt, duration_s=duration_s, now_ms=now,
-            pool_id=ctx.id, brief_sha=self.ticket.brief_sha, cache_hit=self.cache_hit,
+            pool_id=ctx.id, brief_sha=ticket_sha(self.ticket), cache_hit=self.cache_hit,
         )  # fmt: skip
         self.runner.outcomes.store_page_soon(
             PageWrite(

@@ -74,23 +74,19 @@ class JobUsage:
         self.cache_misses += other.cache_misses
         self.tokens_saved += other.tokens_saved
 
-    def argv(self) -> list[int | str]:
-        """The eight ledger values `complete.lua` and `fail.lua` add (see `ledger.lua`)."""
+    def argv(self) -> str:
+        """The eight ledger values `complete.lua` and `fail.lua` add, space-separated, in
+        `ledger.lua`'s order (one argument: fewer to encode on the hot path)."""
         cost = f"{self.cost_usd:.12f}".rstrip("0").rstrip(".") if self.cost_usd else "0"
-        return [
-            self.requests,
-            self.prompt_tokens,
-            self.completion_tokens,
-            self.wasted_tokens,
-            cost,
-            self.cache_hits,
-            self.cache_misses,
-            self.tokens_saved,
-        ]
+        return (
+            f"{self.requests} {self.prompt_tokens} {self.completion_tokens} "
+            f"{self.wasted_tokens} {cost} {self.cache_hits} {self.cache_misses} "
+            f"{self.tokens_saved}"
+        )
 
 
 #: What a job that made no request adds.
-NO_USAGE: list[int | str] = JobUsage().argv()
+NO_USAGE = JobUsage().argv()
 
 
 class LedgerStats:

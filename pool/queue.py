@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from redis.asyncio import Redis
@@ -29,24 +28,36 @@ if TYPE_CHECKING:
     from pool.ledger import JobUsage
     from pool.store import StoreLimits
 
-__all__ = ["NO_TICKET", "Acknowledged", "Claim", "EpochChanged", "QueueStore", "Ticket"]
+__all__ = [
+    "NO_TICKET",
+    "Acknowledged",
+    "Claim",
+    "EpochChanged",
+    "QueueStore",
+    "Ticket",
+    "ticket_job_id",
+    "ticket_sha",
+]
 
 
-@dataclass(frozen=True, slots=True)
-class Ticket:
-    """What the claim script learnt of a job (docs/contract.md, "Idempotency").
+#: What the claim script learnt of a job (docs/contract.md, "Idempotency"): b"briefSha1 jobId"
+#: as it read them from the payload, or b"" for a payload it could not read. Kept as the bytes
+#: Redis returned and handed back to `complete`/`fail` as they are (the page's brief record,
+#: and whose in-flight marker to release): no decoding on the hot path.
+Ticket = bytes
 
-    Attributes:
-        brief_sha: SHA-1 of its brief as the script read it ('' for a payload it could not
-            read); stored with its page, so a later copy is recognised.
-        marker: the jobId whose in-flight marker this claim took ('' if it took none).
-    """
-
-    brief_sha: str
-    marker: str
+NO_TICKET: Ticket = b""
 
 
-NO_TICKET = Ticket("", "")
+def ticket_sha(ticket: Ticket) -> str:
+    """The brief's SHA-1 in a ticket ('' if none)."""
+    return ticket[:40].decode() if ticket else ""
+
+
+def ticket_job_id(ticket: Ticket) -> str:
+    """The jobId the claim script read ('' if none)."""
+    return ticket[41:].decode(errors="replace") if ticket else ""
+
 
 #: A claimed job: its payload, the attempt number counted, and its ticket.
 Claim = tuple[bytes, int, Ticket]
@@ -98,16 +109,16 @@ class QueueStore:
             ],
             args=[count, epoch, pool_id, self.limits.inflight_ttl_ms, *self._admit_parts],
         )
-        if len(flat) % 4:
+        if len(flat) % 3:
             raise EpochChanged
         claimed: list[Claim] = []
         acknowledged: list[Acknowledged] = []
-        for i in range(0, len(flat), 4):
-            raw, attempt = _bytes(flat[i]), int(flat[i + 1])
+        for i in range(0, len(flat), 3):
+            attempt = flat[i + 1]
             if attempt:
-                claimed.append((raw, attempt, Ticket(_text(flat[i + 2]), _text(flat[i + 3]))))
+                claimed.append((flat[i], attempt, flat[i + 2]))
             else:
-                acknowledged.append((raw, _text(flat[i + 2])))
+                acknowledged.append((flat[i], _text(flat[i + 2])))
         return claimed, acknowledged
 
     async def claim_blocking(self, pool_id: str, timeout_s: float) -> bytes | None:
@@ -136,7 +147,7 @@ class QueueStore:
             raise EpochChanged
         if int(out[0]) == 0:
             return raw, _text(out[1])
-        return raw, int(out[0]), Ticket(_text(out[1]), _text(out[2]))
+        return raw, int(out[0]), _bytes(out[1])
 
     # --- one job's life -------------------------------------------------------------------
 
@@ -182,38 +193,31 @@ class QueueStore:
         claimed before Redis lost its data (nothing written).
 
         Args:
-            job_id: the job's id, recorded with the page's brief so a copy is skipped.
+            job_id: the job's id (whose in-flight marker the claim may have taken).
             ticket: what the claim learnt of the job (brief, in-flight marker).
             usage: what the job cost, for the ledger.
         """
+        keys = self.keys
+        args = [
+            raw, page_index, page_json, total, now_ms, epoch, pool_id, ticket,
+            self.limits.result_ttl_ms, usage.argv() if usage else NO_USAGE,
+        ]  # fmt: skip
         new = await self._batch.call(
             self._scripts.complete,
             [
-                self.keys.processing(pool_id),
-                self.keys.queue,
-                self.keys.pages(ebook_id),
-                self.keys.status(ebook_id),
-                self.keys.page_errors(ebook_id),
-                self.keys.attempts,
-                self.keys.crashes,
-                self.keys.epoch,
-                self.keys.briefs(ebook_id),
-                self.keys.deaths,
-                self.keys.inflight(ticket.marker),
+                keys.processing(pool_id),
+                keys.queue,
+                keys.pages(ebook_id),
+                keys.status(ebook_id),
+                keys.page_errors(ebook_id),
+                keys.attempts,
+                keys.crashes,
+                keys.epoch,
+                keys.briefs(ebook_id),
+                keys.deaths,
+                keys.inflight(job_id),
             ],
-            [
-                raw,
-                page_index,
-                page_json,
-                total,
-                now_ms,
-                epoch,
-                pool_id,
-                ticket.brief_sha,
-                job_id,
-                self.limits.result_ttl_ms,
-                *(usage.argv() if usage else NO_USAGE),
-            ],
+            args,
         )
         return None if new == LOST else bool(new)
 

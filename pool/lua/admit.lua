@@ -44,33 +44,34 @@ local function count_skipped(status)
   redis.pcall('HINCRBY', status, 'skipped', 1)
 end
 
--- What to do with a job `pool` just claimed. Returns its brief's sha and the jobId whose
--- in-flight marker it took ('' if none) to generate it; or false and why it is acknowledged
--- without a request: its page is stored for the same jobId and brief ('stored'), or a copy
--- with the same brief is held by a pool process ('in flight'). `p` holds the heads and tails of
+-- What to do with a job `pool` just claimed. Returns its ticket, "briefSha1 jobId" ('' for a
+-- payload without readable ids), to generate it; or false and why it is acknowledged without
+-- a request: its page is stored for the same jobId and brief ('stored'), or a copy with the
+-- same brief is held by a pool process ('in flight'). `p` holds the heads and tails of
 -- the briefs, status and in-flight keys (Keys.parts). App-writable keys are read with pcall: a
 -- key of another type must not stop a claim half-way.
 local function admit(raw, pool, ttl, p)
   local e, page, id, j = job_ids(raw)
-  if not e then return '', '' end
+  if not e then return '' end
   local ok, sha = pcall(brief_sha, j)
-  if not ok then return '', '' end
+  if not ok then return '' end
+  local ticket = sha .. ' ' .. id
   if j.regenerate ~= true then
     local stored = redis.pcall('HGET', p[1] .. e .. p[2], page)
-    if stored == sha .. ' ' .. id then
+    if stored == ticket then
       count_skipped(p[3] .. e .. p[4])
       return false, 'stored'
     end
   end
   local marker = p[5] .. id .. p[6]
   local set = redis.pcall('SET', marker, sha .. ' ' .. pool, 'NX', 'PX', ttl)
-  if type(set) == 'table' and set.ok then return sha, id end
+  if type(set) == 'table' and set.ok then return ticket end
   local held = redis.pcall('GET', marker)
   if type(held) == 'string' and string.sub(held, 1, #sha + 1) == sha .. ' ' then
     count_skipped(p[3] .. e .. p[4])
     return false, 'in flight'
   end
-  return sha, ''  -- another brief under the same jobId is in flight: both are written
+  return ticket  -- another brief under the same jobId is in flight: both are written
 end
 
 -- Deletes the in-flight marker of `raw`'s job if `pool` holds it: a job given back or reaped
@@ -85,7 +86,13 @@ local function release_marker(raw, pool, head, tail)
   end
 end
 
--- Deletes an in-flight marker if it is exactly this claim's (brief sha and pool).
-local function end_marker(key, sha, pool)
-  if sha ~= '' and redis.pcall('GET', key) == sha .. ' ' .. pool then redis.call('DEL', key) end
+-- The job ended: records its brief with its page (if `briefs`), and deletes its in-flight
+-- marker if it is this claim's (same brief, same pool: a marker this claim did not take holds
+-- another brief, or the copy would have been acknowledged instead of run).
+local function end_ticket(ticket, pool, marker, briefs, page)
+  if ticket == '' then return end
+  if briefs then redis.call('HSET', briefs, page, ticket) end
+  if redis.pcall('GET', marker) == string.sub(ticket, 1, 40) .. ' ' .. pool then
+    redis.call('DEL', marker)
+  end
 end

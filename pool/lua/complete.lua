@@ -3,8 +3,8 @@
 -- include: admit
 -- KEYS: processing, queue, pages, status, errors, attempts, crashes, epoch, briefs, deaths,
 -- in-flight marker.
--- ARGV: raw job, page index, page json, total, now, epoch, pool id, brief sha, jobId,
--- RESULT_TTL ms, then the ledger (8 values, see ledger.lua). Returns 1 if the page is new.
+-- ARGV: raw job, page index, page json, total, now, epoch, pool id, ticket (see admit),
+-- RESULT_TTL ms, ledger (see ledger.lua). Returns 1 if the page is new.
 if redis.call('GET', KEYS[8]) ~= ARGV[6] then return -1 end
 local bad = not_hashes(KEYS[3], KEYS[4], KEYS[5]) or not_hashes(KEYS[9], KEYS[9], KEYS[9])
 if bad then return bad end
@@ -13,15 +13,14 @@ if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
   redis.call('LREM', KEYS[2], -1, ARGV[1])
 end
 local new = redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
-if ARGV[8] ~= '' then redis.call('HSET', KEYS[9], ARGV[2], ARGV[8] .. ' ' .. ARGV[9]) end
 redis.call('HDEL', KEYS[6], ARGV[1])
 redis.call('HDEL', KEYS[7], ARGV[1])
 redis.call('HDEL', KEYS[10], ARGV[1])
-end_marker(KEYS[11], ARGV[8], ARGV[7])
+end_ticket(ARGV[8], ARGV[7], KEYS[11], KEYS[9], ARGV[2])
 ensure_status(KEYS[4], ARGV[4], ARGV[5])
 redis.call('HSETNX', KEYS[4], 'startedAt', ARGV[5])
 if new == 1 then redis.call('HINCRBY', KEYS[4], 'done', 1) end
 if redis.call('HDEL', KEYS[5], ARGV[2]) == 1 then redis.call('HINCRBY', KEYS[4], 'failed', -1) end
-add_ledger(KEYS[4], 11)
-refresh_state(KEYS[4], ARGV[5], ARGV[10], {KEYS[4], KEYS[3], KEYS[5], KEYS[9]})
+add_ledger(KEYS[4], ARGV[10])
+refresh_state(KEYS[4], ARGV[5], ARGV[9], {KEYS[4], KEYS[3], KEYS[5], KEYS[9]})
 return new

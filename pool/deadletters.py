@@ -228,7 +228,7 @@ class DeadLetterStore:
         limits = self.limits
         args = [
             raw, json_bytes(entry), page_index, entry.get("error", ""), total, now_ms, epoch,
-            pool_id, ticket, limits.failed_list_max, limits.result_ttl_ms,
+            ticket, limits.failed_list_max, limits.result_ttl_ms,
             usage.argv() if usage else NO_USAGE,
         ]  # fmt: skip
         done = await self._batch.call(self._scripts.fail, keys, args)

@@ -92,8 +92,8 @@ class Keys:
         ]
 
     def inflight(self, job_id: str) -> str:
-        """String "briefSha1 poolId" while a pool process holds a job with this jobId (SET NX PX
-        at claim): a second copy claimed meanwhile is acknowledged instead of generated."""
+        """String "briefSha1 processing-key" while a pool process holds a job with this jobId
+        (SET NX PX at claim): a second copy claimed meanwhile is acknowledged, not generated."""
         return f"{self.prefix}:inflight:{job_id}"
 
     @property

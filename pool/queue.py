@@ -107,7 +107,7 @@ class QueueStore:
                 self.keys.attempts,
                 self.keys.epoch,
             ],
-            args=[count, epoch, pool_id, self.limits.inflight_ttl_ms, *self._admit_parts],
+            args=[count, epoch, self.limits.inflight_ttl_ms, *self._admit_parts],
         )
         if len(flat) % 3:
             raise EpochChanged
@@ -141,7 +141,7 @@ class QueueStore:
         """
         out = await self._scripts.claim_one(
             keys=[self.keys.processing(pool_id), self.keys.attempts, self.keys.epoch],
-            args=[raw, epoch, pool_id, self.limits.inflight_ttl_ms, *self._admit_parts],
+            args=[raw, epoch, self.limits.inflight_ttl_ms, *self._admit_parts],
         )
         if len(out) == 1:
             raise EpochChanged
@@ -199,7 +199,7 @@ class QueueStore:
         """
         keys = self.keys
         args = [
-            raw, page_index, page_json, total, now_ms, epoch, pool_id, ticket,
+            raw, page_index, page_json, total, now_ms, epoch, ticket,
             self.limits.result_ttl_ms, usage.argv() if usage else NO_USAGE,
         ]  # fmt: skip
         new = await self._batch.call(
@@ -225,7 +225,7 @@ class QueueStore:
         """Return a claimed job to the head of the queue; `refund` un-counts its last attempt."""
         moved = await self._scripts.give_back(
             keys=[self.keys.processing(pool_id), self.keys.queue, self.keys.attempts],
-            args=[raw, "1" if refund else "", pool_id, *self._inflight_parts],
+            args=[raw, "1" if refund else "", *self._inflight_parts],
         )
         return bool(moved)
 

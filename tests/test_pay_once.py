@@ -257,3 +257,20 @@ async def test_the_generator_reports_the_usage_of_a_cut_off_page() -> None:
             raise AssertionError("a cut-off page was accepted")
         finally:
             await gen.aclose()
+
+
+async def test_a_job_given_back_at_shutdown_is_not_taken_for_its_own_copy(redis: Redis) -> None:
+    """Shutdown releases the in-flight marker with the job: the next pool writes the page."""
+    slow = FakeGenerator(delay_s=30)
+    first = Pool(redis=redis, generator=slow, settings=fast_settings(shutdown_grace=100))
+    async with running(first):
+        await push(redis, job("back", 0, 1))
+        await slow.started.wait()
+        assert await redis.exists(KEYS.inflight("back:0"))
+    assert not await redis.exists(KEYS.inflight("back:0"))
+    assert await redis.llen(KEYS.queue) == 1
+    gen = FakeGenerator()
+    async with running(Pool(redis=redis, generator=gen, settings=fast_settings())):
+        await wait_until(lambda: _status_has(redis, "back", state="done"))
+    assert [j for j, _ in gen.calls] == ["back:0"]
+    assert "skipped" not in await status(redis, "back")

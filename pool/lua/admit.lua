@@ -44,13 +44,14 @@ local function count_skipped(status)
   redis.pcall('HINCRBY', status, 'skipped', 1)
 end
 
--- What to do with a job `pool` just claimed. Returns its ticket, "briefSha1 jobId" ('' for a
+-- What to do with a job just claimed into the processing list `owner` (a process's list names
+-- it in the in-flight marker, so the scripts that end the job find their own marker by it). Returns its ticket, "briefSha1 jobId" ('' for a
 -- payload without readable ids), to generate it; or false and why it is acknowledged without
 -- a request: its page is stored for the same jobId and brief ('stored'), or a copy with the
 -- same brief is held by a pool process ('in flight'). `p` holds the heads and tails of
 -- the briefs, status and in-flight keys (Keys.parts). App-writable keys are read with pcall: a
 -- key of another type must not stop a claim half-way.
-local function admit(raw, pool, ttl, p)
+local function admit(raw, owner, ttl, p)
   local e, page, id, j = job_ids(raw)
   if not e then return '' end
   local ok, sha = pcall(brief_sha, j)
@@ -64,7 +65,7 @@ local function admit(raw, pool, ttl, p)
     end
   end
   local marker = p[5] .. id .. p[6]
-  local set = redis.pcall('SET', marker, sha .. ' ' .. pool, 'NX', 'PX', ttl)
+  local set = redis.pcall('SET', marker, sha .. ' ' .. owner, 'NX', 'PX', ttl)
   if type(set) == 'table' and set.ok then return ticket end
   local held = redis.pcall('GET', marker)
   if type(held) == 'string' and string.sub(held, 1, #sha + 1) == sha .. ' ' then
@@ -74,25 +75,25 @@ local function admit(raw, pool, ttl, p)
   return ticket  -- another brief under the same jobId is in flight: both are written
 end
 
--- Deletes the in-flight marker of `raw`'s job if `pool` holds it: a job given back or reaped
--- must not find its own marker when it is claimed again.
-local function release_marker(raw, pool, head, tail)
+-- Deletes the in-flight marker of `raw`'s job if the processing list `owner` holds it: a job
+-- given back or reaped must not find its own marker when it is claimed again.
+local function release_marker(raw, owner, head, tail)
   local _, _, id = job_ids(raw)
   if not id then return end
   local key = head .. id .. tail
   local v = redis.pcall('GET', key)
-  if type(v) == 'string' and string.sub(v, -(#pool + 1)) == ' ' .. pool then
+  if type(v) == 'string' and string.sub(v, -(#owner + 1)) == ' ' .. owner then
     redis.call('DEL', key)
   end
 end
 
 -- The job ended: records its brief with its page (if `briefs`), and deletes its in-flight
--- marker if it is this claim's (same brief, same pool: a marker this claim did not take holds
+-- marker if it is this claim's (same brief, same owner: a marker this claim did not take holds
 -- another brief, or the copy would have been acknowledged instead of run).
-local function end_ticket(ticket, pool, marker, briefs, page)
+local function end_ticket(ticket, owner, marker, briefs, page)
   if ticket == '' then return end
   if briefs then redis.call('HSET', briefs, page, ticket) end
-  if redis.pcall('GET', marker) == string.sub(ticket, 1, 40) .. ' ' .. pool then
+  if redis.pcall('GET', marker) == string.sub(ticket, 1, 40) .. ' ' .. owner then
     redis.call('DEL', marker)
   end
 end

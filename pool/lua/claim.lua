@@ -1,7 +1,7 @@
 -- include: admit
 -- KEYS: queue, processing, attempts, epoch.
--- ARGV: max count, epoch, pool id, in-flight marker TTL ms, then the heads and tails of the
--- briefs, status and in-flight keys (six strings, see admit).
+-- ARGV: max count, epoch, in-flight marker TTL ms, then the heads and tails of the briefs,
+-- status and in-flight keys (six strings, see admit).
 -- Moves up to ARGV[1] jobs, oldest first, and counts an attempt of each, except the jobs
 -- acknowledged without a request (see admit): those leave the queue and are not counted.
 -- Returns, per job: the job, its attempt number and its ticket, or the job, 0 and why it was
@@ -9,10 +9,10 @@
 if redis.call('GET', KEYS[4]) ~= ARGV[2] then return {-1} end
 local items = redis.call('RPOP', KEYS[1], ARGV[1])
 if not items then return {} end
-local parts = {ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]}
+local parts = {ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]}
 local out = {}
 for i, raw in ipairs(items) do
-  local ticket, why = admit(raw, ARGV[3], ARGV[4], parts)
+  local ticket, why = admit(raw, KEYS[2], ARGV[3], parts)
   out[3 * i - 2] = raw
   if ticket then
     redis.call('LPUSH', KEYS[2], raw)

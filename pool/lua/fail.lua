@@ -3,8 +3,8 @@
 -- include: admit
 -- KEYS: epoch, processing, failed, attempts, crashes, deaths, in-flight marker
 -- [, status, errors, pages, briefs].
--- ARGV: raw job, failed entry, page index, reason, total, now, epoch, pool id, ticket (see
--- admit), FAILED_LIST_MAX (0 = no limit), RESULT_TTL ms, ledger (see ledger.lua).
+-- ARGV: raw job, failed entry, page index, reason, total, now, epoch, ticket (see admit),
+-- FAILED_LIST_MAX (0 = no limit), RESULT_TTL ms, ledger (see ledger.lua).
 if redis.call('GET', KEYS[1]) ~= ARGV[7] then return -1 end
 if #KEYS == 11 then
   local bad = not_hashes(KEYS[8], KEYS[9], KEYS[10]) or not_hashes(KEYS[11], KEYS[11], KEYS[11])
@@ -12,11 +12,11 @@ if #KEYS == 11 then
 end
 redis.call('LREM', KEYS[2], 1, ARGV[1])
 redis.call('LPUSH', KEYS[3], ARGV[2])
-if ARGV[10] ~= '0' then redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[10]) - 1) end
+if ARGV[9] ~= '0' then redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[9]) - 1) end
 redis.call('HDEL', KEYS[4], ARGV[1])
 redis.call('HDEL', KEYS[5], ARGV[1])
 redis.call('HDEL', KEYS[6], ARGV[1])
-end_ticket(ARGV[9], ARGV[8], KEYS[7], nil, nil)
+end_ticket(ARGV[8], KEYS[2], KEYS[7], nil, nil)
 if #KEYS == 11 then
   ensure_status(KEYS[8], ARGV[5], ARGV[6])
   if redis.call('HEXISTS', KEYS[10], ARGV[3]) == 0 then
@@ -24,7 +24,7 @@ if #KEYS == 11 then
       redis.call('HINCRBY', KEYS[8], 'failed', 1)
     end
   end
-  add_ledger(KEYS[8], ARGV[12])
-  refresh_state(KEYS[8], ARGV[6], ARGV[11], {KEYS[8], KEYS[10], KEYS[9], KEYS[11]})
+  add_ledger(KEYS[8], ARGV[11])
+  refresh_state(KEYS[8], ARGV[6], ARGV[10], {KEYS[8], KEYS[10], KEYS[9], KEYS[11]})
 end
 return 1

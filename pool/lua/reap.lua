@@ -18,7 +18,7 @@ while true do
   else
     refund(KEYS[5], raw)
   end
-  release_marker(raw, ARGV[1], ARGV[3], ARGV[4])
+  release_marker(raw, KEYS[2], ARGV[3], ARGV[4])
 end
 redis.call('SREM', KEYS[4], ARGV[1])
 return n

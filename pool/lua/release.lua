@@ -8,7 +8,7 @@ while true do
   local raw = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
   if not raw then break end
   n = n + 1
-  release_marker(raw, ARGV[1], ARGV[2], ARGV[3])
+  release_marker(raw, KEYS[1], ARGV[2], ARGV[3])
 end
 for i = 4, #ARGV do refund(KEYS[3], ARGV[i]) end
 redis.call('DEL', KEYS[4])

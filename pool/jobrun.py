@@ -5,7 +5,10 @@ job through its attempts: it counts each retry in Redis (the first attempt was c
 claim), calls the pool's `before_request` hook before every API request (first attempt and
 retries alike: a rate-limit governor plugs in there), waits between attempts with the one retry
 policy (`pool.retry`), and closes each attempt in the `AttemptLedger` however it ends, so a
-shutdown refunds exactly the attempts that did not run to their end.
+shutdown refunds exactly the attempts that did not run to their end. It adds what each request
+cost to the job's `JobUsage` (written with the outcome: the ebook's ledger), and, when the
+result cache is on, asks it once before the first request (a hit is no request, so the
+`before_request` hook does not run for it).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from loguru import logger
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from pool.attempts import AttemptLedger
+from pool.cache import PageCache
 from pool.clock import monotonic, now_ms
 from pool.deadletters import FailureKind
 from pool.events import EventKind
@@ -31,9 +35,12 @@ from pool.generation import (
     PoolFatalError,
 )
 from pool.job import InvalidJob, PageJob, decode_job
+from pool.ledger import JobUsage
 from pool.liveness import Pauser
 from pool.logs import page_line_wanted
 from pool.outcomes import OutcomeWriter, PageWrite
+from pool.pricing import PriceTable
+from pool.queue import NO_TICKET, Ticket, ticket_sha
 from pool.records import page_record
 from pool.retry import is_retryable, wait_policy
 from pool.runtime import PoolContext, Stopping, error_reason
@@ -76,6 +83,8 @@ class JobRunner:
         ledger: the open attempts.
         pauser: a `PoolFatalError` pauses the pool through it.
         before_request: the hook run before every API request.
+        pricing: what a request costs.
+        cache: the result cache, if it is on.
     """
 
     def __init__(
@@ -87,8 +96,12 @@ class JobRunner:
         ledger: AttemptLedger,
         pauser: Pauser,
         before_request: BeforeRequest = no_pacing,
+        pricing: PriceTable | None = None,
+        cache: PageCache | None = None,
     ) -> None:
         self.ctx = ctx
+        self.pricing = pricing or PriceTable()
+        self.cache = cache
         self.generator = generator
         self.outcomes = outcomes
         self.ledger = ledger
@@ -105,7 +118,9 @@ class JobRunner:
         """The job in `raw` (raises `InvalidJob`)."""
         return decode_job(raw, max_bytes=self.ctx.settings.max_job_bytes)
 
-    async def handle(self, n: int, raw: bytes, claimed_attempt: int, epoch: bytes) -> None:
+    async def handle(
+        self, n: int, raw: bytes, claimed_attempt: int, epoch: bytes, ticket: Ticket = NO_TICKET
+    ) -> None:
         """Run a claimed job to its end: stored, failed, or given back.
 
         Args:
@@ -113,6 +128,7 @@ class JobRunner:
             raw: the job's exact payload.
             claimed_attempt: the attempt number counted when the job was claimed.
             epoch: the epoch marker the job was claimed under.
+            ticket: what the claim learnt of the job (brief, in-flight marker).
         """
         try:
             job = self.decode(raw)
@@ -120,7 +136,7 @@ class JobRunner:
             self.ledger.ended(raw)
             await self.outcomes.fail(
                 raw, None, reason=f"invalid job: {exc}", kind="invalid", attempts=0,
-                epoch=epoch, ids=exc.ids,
+                epoch=epoch, ids=exc.ids, ticket=ticket,
             )  # fmt: skip
             ids = {k: v for k, v in asdict(exc.ids).items() if v is not None}
             logger.bind(worker=n, **ids).warning(
@@ -132,10 +148,12 @@ class JobRunner:
             return
         self._note_started(job, epoch)
         await JobRun(
-            self, n=n, raw=raw, job=job, claimed_attempt=claimed_attempt, epoch=epoch
+            self, n=n, raw=raw, job=job, claimed_attempt=claimed_attempt, epoch=epoch, ticket=ticket
         ).run()
 
-    async def crashed(self, n: int, raw: bytes, epoch: bytes, exc: Exception) -> None:
+    async def crashed(
+        self, n: int, raw: bytes, epoch: bytes, exc: Exception, ticket: Ticket = NO_TICKET
+    ) -> None:
         """Handling `raw` raised where no failure of a page can: a bug, or a payload that breaks
         the pool. The first time the job goes back to the queue; the second it fails as
         "poison", so no job can keep a worker in a crash loop."""
@@ -155,7 +173,9 @@ class JobRunner:
             job: PageJob | None = self.decode(raw)
         except InvalidJob:
             job = None
-        await self.outcomes.fail(raw, job, reason=reason, kind="poison", attempts=0, epoch=epoch)
+        await self.outcomes.fail(
+            raw, job, reason=reason, kind="poison", attempts=0, epoch=epoch, ticket=ticket
+        )
         logger.error("[Worker-{}] Failed job as poison: {}", n, reason)
 
     def _note_started(self, job: PageJob, epoch: bytes) -> None:
@@ -196,6 +216,7 @@ class JobRun:
     __slots__ = (
         "_replay",
         "attempt",
+        "cache_hit",
         "epoch",
         "job",
         "max_attempts",
@@ -204,6 +225,8 @@ class JobRun:
         "raw",
         "runner",
         "started",
+        "ticket",
+        "usage",
     )
 
     def __init__(
@@ -215,8 +238,12 @@ class JobRun:
         job: PageJob,
         claimed_attempt: int,
         epoch: bytes,
+        ticket: Ticket = NO_TICKET,
     ) -> None:
         self.runner = runner
+        self.ticket = ticket
+        self.usage = JobUsage()
+        self.cache_hit = False
         self.n = n
         self.raw = raw
         self.job = job
@@ -284,8 +311,9 @@ class JobRun:
 
     async def _fail(self, reason: str, kind: FailureKind, attempts: int) -> None:
         await self.runner.outcomes.fail(
-            self.raw, self.job, reason=reason, kind=kind, attempts=attempts, epoch=self.epoch
-        )
+            self.raw, self.job, reason=reason, kind=kind, attempts=attempts, epoch=self.epoch,
+            ticket=self.ticket, usage=self.usage,
+        )  # fmt: skip
 
     def _store(self, page: GeneratedPage) -> None:
         # The worker moves on while its page is stored: the job stays in this process's
@@ -294,8 +322,9 @@ class JobRun:
         now = now_ms()
         ctx = self.runner.ctx
         page_json = page_record(
-            self.job, page, attempts=self.attempt, duration_s=duration_s, now_ms=now, pool_id=ctx.id
-        )
+            self.job, page, attempts=self.attempt, duration_s=duration_s, now_ms=now,
+            pool_id=ctx.id, brief_sha=ticket_sha(self.ticket), cache_hit=self.cache_hit,
+        )  # fmt: skip
         self.runner.outcomes.store_page_soon(
             PageWrite(
                 n=self.n,
@@ -307,14 +336,23 @@ class JobRun:
                 attempts=self.attempt,
                 tokens=page.completion_tokens,
                 duration_s=duration_s,
+                ticket=self.ticket,
+                usage=self.usage,
             )
         )
+        cache = self.runner.cache
+        if cache is not None and not self.cache_hit:
+            ctx.spawn(cache.put(self.job, page))
 
     async def _all_attempts(self) -> GeneratedPage:
         # Most pages succeed at once, and entering a tenacity loop costs a third of a
         # no-op page; so the first attempt runs bare. If it fails retryably, tenacity
         # takes over from the start: its first "call" re-raises that failure, so the
         # policy (wait, Retry-After, stop) is exactly the one every attempt gets.
+        if self.runner.cache is not None:
+            cached = await self._from_cache(self.runner.cache)
+            if cached is not None:
+                return cached
         try:
             return await self._one_attempt()
         except Exception as exc:
@@ -330,6 +368,25 @@ class JobRun:
             before_sleep=self._before_sleep,
         )
         return await retrying(self._replay_then_attempt)
+
+    async def _from_cache(self, cache: PageCache) -> GeneratedPage | None:
+        """The page an identical request wrote, in place of the first attempt; None on a miss."""
+        page = await cache.get(self.job)
+        events = self.runner.ctx.events
+        if page is None:
+            self.usage.cache_misses += 1
+            events.emit(EventKind.CACHE_MISSED, raw=self.raw, worker=self.n, job=self.job)
+            return None
+        self.attempt, self.next_attempt = self.next_attempt or 1, None
+        self.runner.ledger.ended(self.raw)
+        self.cache_hit = True
+        self.usage.cache_hits += 1
+        self.usage.tokens_saved += page.prompt_tokens + page.completion_tokens
+        events.emit(
+            EventKind.CACHE_HIT, raw=self.raw, worker=self.n, job=self.job,
+            prompt_tokens=page.prompt_tokens, completion_tokens=page.completion_tokens,
+        )  # fmt: skip
+        return page
 
     async def _replay_then_attempt(self) -> GeneratedPage:
         if self._replay is not None:
@@ -403,11 +460,17 @@ class JobRun:
             if isinstance(exc, TimeoutError):
                 exc = TimeoutError(f"generation timed out after {timeout_s:.0f}s")
             usage = exc if isinstance(exc, GenerationError) else None
+            prompt = usage.prompt_tokens if usage else 0
+            completion = usage.completion_tokens if usage else 0
+            cost = runner.pricing.cost_usd(self.job.model, prompt, completion)
+            self.usage.request_ended(
+                prompt_tokens=prompt, completion_tokens=completion, cost_usd=cost, page=False
+            )
             events.emit(
                 EventKind.REQUEST_ENDED, raw=raw, worker=self.n, attempt=self.attempt,
                 reason=error_reason(exc), job=self.job, latency_s=monotonic() - started,
                 prompt_tokens=usage.prompt_tokens if usage else None,
-                completion_tokens=usage.completion_tokens if usage else None,
+                completion_tokens=usage.completion_tokens if usage else None, cost_usd=cost,
             )  # fmt: skip
             if isinstance(exc, GenerationError) and exc.status == _RATE_LIMITED:
                 events.emit(
@@ -418,10 +481,15 @@ class JobRun:
                 raise exc from None
             raise
         runner.ledger.ended(raw)
+        prompt, completion = page.prompt_tokens, page.completion_tokens
+        cost = runner.pricing.cost_usd(page.model, prompt, completion)
+        self.usage.request_ended(
+            prompt_tokens=prompt, completion_tokens=completion, cost_usd=cost, page=True
+        )
         if events.wants(EventKind.REQUEST_ENDED):
             events.emit(
                 EventKind.REQUEST_ENDED, raw=raw, worker=self.n, attempt=self.attempt,
-                job=self.job, latency_s=monotonic() - started, prompt_tokens=page.prompt_tokens,
-                completion_tokens=page.completion_tokens,
+                job=self.job, latency_s=monotonic() - started, prompt_tokens=prompt,
+                completion_tokens=completion, cost_usd=cost,
             )  # fmt: skip
         return page

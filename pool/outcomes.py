@@ -18,8 +18,10 @@ from pool.clock import now_ms
 from pool.deadletters import FailureKind, failed_entry
 from pool.events import EventKind
 from pool.job import JobIds, PageJob
+from pool.ledger import JobUsage
 from pool.logs import page_line_wanted
 from pool.outage import wait_reason
+from pool.queue import NO_TICKET, Ticket
 from pool.runtime import PoolContext, error_reason
 
 __all__ = ["OutcomeWriter", "PageWrite"]
@@ -27,13 +29,25 @@ __all__ = ["OutcomeWriter", "PageWrite"]
 T = TypeVar("T")
 
 #: Called when storing a page was refused (not an outage): handled like a crash on the job.
-OnRefused = Callable[[int, bytes, bytes, Exception], Awaitable[None]]
+OnRefused = Callable[[int, bytes, bytes, Exception, Ticket], Awaitable[None]]
 
 
 class PageWrite:
     """A finished page waiting to be stored: what `OutcomeWriter.store_page` writes and logs."""
 
-    __slots__ = ("attempts", "duration_s", "epoch", "job", "n", "now", "page_json", "raw", "tokens")
+    __slots__ = (
+        "attempts",
+        "duration_s",
+        "epoch",
+        "job",
+        "n",
+        "now",
+        "page_json",
+        "raw",
+        "ticket",
+        "tokens",
+        "usage",
+    )
 
     def __init__(
         self,
@@ -47,6 +61,8 @@ class PageWrite:
         attempts: int,
         tokens: int,
         duration_s: float,
+        ticket: Ticket = NO_TICKET,
+        usage: JobUsage | None = None,
     ) -> None:
         self.n = n
         self.raw = raw
@@ -57,6 +73,8 @@ class PageWrite:
         self.attempts = attempts
         self.tokens = tokens
         self.duration_s = duration_s
+        self.ticket = ticket
+        self.usage = usage
 
 
 class OutcomeWriter:
@@ -100,6 +118,9 @@ class OutcomeWriter:
             page_json=w.page_json,
             now_ms=w.now,
             epoch=w.epoch,
+            job_id=job.id,
+            ticket=w.ticket,
+            usage=w.usage,
         )
         if new is None:
             if ctx.data_lost is not None:  # say what happened (once) before the first drop
@@ -114,6 +135,7 @@ class OutcomeWriter:
         ctx.events.emit(
             EventKind.JOB_SUCCEEDED, raw=w.raw, worker=w.n, attempt=w.attempts,
             duration_s=w.duration_s, job=job, completion_tokens=w.tokens,
+            usage=w.usage,
         )  # fmt: skip
         if not page_line_wanted():
             return
@@ -135,6 +157,8 @@ class OutcomeWriter:
         attempts: int,
         epoch: bytes,
         ids: JobIds | None = None,
+        ticket: Ticket = NO_TICKET,
+        usage: JobUsage | None = None,
     ) -> None:
         """Move a job to the failed list (waiting out Redis outages), then count it.
 
@@ -151,7 +175,7 @@ class OutcomeWriter:
         async def write(with_status: bool) -> bool:
             return await ctx.guard.persist(
                 ctx.store.fail, ctx.id, raw, entry=entry, now_ms=now, epoch=epoch,
-                with_status=with_status,
+                with_status=with_status, ticket=ticket, usage=usage,
             )  # fmt: skip
 
         try:
@@ -164,7 +188,7 @@ class OutcomeWriter:
         if written:
             ctx.events.emit(
                 EventKind.JOB_FAILED, raw=raw, attempt=attempts, reason=reason, job=job,
-                error_type=kind,
+                error_type=kind, usage=usage,
             )  # fmt: skip
 
     async def give_back(self, raw: bytes, *, refund: bool) -> None:
@@ -195,4 +219,4 @@ class OutcomeWriter:
             # processing list, and release() or the reaper returns it.
             return
         # Storing the page was refused: handled like a crash on the job (twice = poison).
-        self._ctx.spawn(self._on_refused(write.n, write.raw, write.epoch, exc))
+        self._ctx.spawn(self._on_refused(write.n, write.raw, write.epoch, exc, write.ticket))

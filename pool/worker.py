@@ -24,6 +24,7 @@ from loguru import logger
 from redis.asyncio import Redis
 
 from pool.attempts import AttemptLedger
+from pool.cache import PageCache
 from pool.claimer import Claimed, Claimer
 from pool.clock import monotonic, now_ms
 from pool.config import PoolSettings
@@ -31,13 +32,16 @@ from pool.events import EventKind, PoolEvents
 from pool.generation import PageGenerator
 from pool.jobrun import BeforeRequest, JobRunner, no_pacing
 from pool.keys import Keys
+from pool.ledger import LedgerStats
 from pool.liveness import Liveness, Pauser
 from pool.logs import flush_page_lines
 from pool.outage import RedisGuard, wait_reason
 from pool.outcomes import OutcomeWriter
+from pool.pricing import PriceTable
+from pool.queue import Ticket
 from pool.runtime import PoolContext, Stopping, cancel_all
 from pool.stats import Stats, format_stats, stats_fields
-from pool.store import Store
+from pool.store import Store, StoreLimits
 
 __all__ = ["Pool"]
 
@@ -57,6 +61,8 @@ class Pool:
         events: the event bus to emit on (one is made if None); `Stats` subscribes to it.
         before_request: awaited before every API request, first attempts and retries alike
             (a rate-limit governor goes here); the default returns at once.
+        pricing: the price table of the ledger (`pool.pricing`); the built-in one if None.
+        cache: the result cache (CACHE_TTL), None when it is off.
     """
 
     def __init__(
@@ -69,15 +75,19 @@ class Pool:
         pool_id: str | None = None,
         events: PoolEvents | None = None,
         before_request: BeforeRequest = no_pacing,
+        pricing: PriceTable | None = None,
+        cache: PageCache | None = None,
     ) -> None:
         self.settings = settings
         self.generator = generator
         self.keys = keys or Keys(settings.key_prefix)
-        self.store = Store(redis, self.keys)
+        self.store = Store(redis, self.keys, limits=StoreLimits.from_settings(settings))
         self.id = pool_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.events = events or PoolEvents()
         self.stats = Stats()
         self.events.subscribe(self.stats.on_event, Stats.KINDS)
+        self.ledger_stats = LedgerStats()
+        self.events.subscribe(self.ledger_stats.on_event, LedgerStats.KINDS)
         ctx = self._ctx = PoolContext(
             pool_id=self.id, settings=settings, store=self.store, events=self.events
         )
@@ -100,6 +110,8 @@ class Pool:
             ledger=self._ledger,
             pauser=self._pauser,
             before_request=before_request,
+            pricing=pricing,
+            cache=cache,
         )
         self._liveness.on_data_lost.append(self._runner.forget_started_ebooks)
         self._claimer = Claimer(
@@ -231,19 +243,19 @@ class Pool:
             claimed = await self._handoff.get()
             if claimed is None:
                 return
-            raw, attempt, epoch = claimed
+            raw, attempt, epoch, ticket = claimed
             announce = events.wants(EventKind.JOB_STARTED)  # skip building unwanted events
             try:
                 stats.active += 1
                 if announce:
                     events.emit(EventKind.JOB_STARTED, raw=raw, worker=n, attempt=attempt)
                 try:
-                    await self._runner.handle(n, raw, attempt, epoch)
+                    await self._runner.handle(n, raw, attempt, epoch, ticket)
                 except (Stopping, asyncio.CancelledError):
                     raise
                 except Exception as exc:
                     # Not a failure of the page (those are handled) but of the pool on this job.
-                    await self._crashed(n, raw, epoch, exc)
+                    await self._crashed(n, raw, epoch, exc, ticket)
                 finally:
                     stats.active -= 1
                     if announce:
@@ -255,8 +267,10 @@ class Pool:
             finally:
                 self._slots.release()
 
-    async def _crashed(self, n: int, raw: bytes, epoch: bytes, exc: Exception) -> None:
-        await self._runner.crashed(n, raw, epoch, exc)
+    async def _crashed(
+        self, n: int, raw: bytes, epoch: bytes, exc: Exception, ticket: Ticket
+    ) -> None:
+        await self._runner.crashed(n, raw, epoch, exc, ticket)
 
     # --- stats ------------------------------------------------------------------------------
 
@@ -292,4 +306,5 @@ class Pool:
             "paused": self.pause_reason,
             "at": now_ms(),
             **snap,
+            **self.ledger_stats.snapshot(),
         }

@@ -8,9 +8,12 @@ from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 
+from pool.cache import PageCache, RedisPageCache
 from pool.config import PoolSettings
 from pool.connections import pool_redis
 from pool.generation import PageGenerator
+from pool.keys import Keys
+from pool.pricing import PriceTable, load_price_table
 from pool.shared import ConfigError, mask_url
 from pool.worker import Pool
 
@@ -18,21 +21,67 @@ if TYPE_CHECKING:  # the generator (and the openai SDK) is imported only when on
     from generator import GeneratorSettings, OpenAIPageGenerator
 
 __all__ = [
+    "build_cache",
     "build_generator",
     "build_pool",
+    "build_pricing",
     "check_credentials",
     "describe_generator",
     "secrets_of",
 ]
 
 
-def build_pool(settings: PoolSettings, generator: PageGenerator) -> tuple[Redis, Pool]:
-    """The pool's Redis client (a blocking pool sized from CONCURRENT_WORKERS) and the pool.
+def build_pool(
+    settings: PoolSettings, generator: PageGenerator, *, default_model: str | None = None
+) -> tuple[Redis, Pool]:
+    """The pool's Redis client (a blocking pool sized from CONCURRENT_WORKERS) and the pool,
+    with the ledger's prices and, if CACHE_TTL is set, the result cache.
 
     The caller runs the pool and closes the client.
+
+    Args:
+        default_model: OPENAI_MODEL, the model of a job that names none (for its price).
+
+    Raises:
+        ConfigError: a bad PRICE_TABLE_FILE, or CACHE_TTL with a generator that cannot name
+            its requests.
     """
     redis = pool_redis(settings)
-    return redis, Pool(redis=redis, generator=generator, settings=settings)
+    pool = Pool(
+        redis=redis,
+        generator=generator,
+        settings=settings,
+        pricing=build_pricing(settings, default_model=default_model),
+        cache=build_cache(settings, redis, generator),
+    )
+    return redis, pool
+
+
+def build_pricing(settings: PoolSettings, *, default_model: str | None = None) -> PriceTable:
+    """The ledger's prices: the built-in table with PRICE_TABLE_FILE and OPENAI_PRICE_* over it."""
+    return load_price_table(
+        file=settings.price_table_file,
+        input_per_1m=settings.openai_price_input_per_1m,
+        output_per_1m=settings.openai_price_output_per_1m,
+        default_model=default_model,
+    )
+
+
+def build_cache(settings: PoolSettings, redis: Redis, generator: PageGenerator) -> PageCache | None:
+    """The result cache if CACHE_TTL is set, keyed by the generator's `request_key`.
+
+    Raises:
+        ConfigError: CACHE_TTL is set but the generator has no `request_key`.
+    """
+    if settings.cache_ttl == 0:
+        return None
+    request_key = getattr(generator, "request_key", None)
+    if request_key is None:
+        raise ConfigError(f"CACHE_TTL: {type(generator).__name__} cannot name its requests")
+    return RedisPageCache(
+        redis=redis, keys=Keys(settings.key_prefix), request_key=request_key,
+        ttl_ms=settings.cache_ttl,
+    )  # fmt: skip
 
 
 def build_generator(

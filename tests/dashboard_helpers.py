@@ -38,8 +38,8 @@ async def seed(redis: Redis, keys: Keys = KEYS) -> dict[str, Any]:
     await enqueue_ebook(redis, keys, build_jobs(ebook_id="book-2", title="Book two", pages=2))
     store = Store(redis, keys)
     epoch = await store.init_epoch(b"epoch-1")
-    claimed = dict(await store.claim(POOL_ID, 3, epoch=epoch))
-    raws = sorted(claimed, key=lambda raw: json.loads(raw)["pageIndex"])
+    claimed, _ = await store.claim(POOL_ID, 3, epoch=epoch)
+    raws = sorted((raw for raw, _, _ in claimed), key=lambda raw: json.loads(raw)["pageIndex"])
     assert [json.loads(r)["ebookId"] for r in raws] == ["book-1"] * 3
     page = GeneratedPage(content=PAGE_0, model="fake-model", prompt_tokens=11, completion_tokens=22)
     await store.complete(

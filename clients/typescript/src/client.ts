@@ -108,6 +108,8 @@ export function keysFor(prefix = "ebook") {
     status: (id: string) => `${prefix}:ebook:${id}:status`,
     pages: (id: string) => `${prefix}:ebook:${id}:pages`,
     errors: (id: string) => `${prefix}:ebook:${id}:errors`,
+    /** Page index → "briefSha1 jobId" of each stored page (idempotent jobs). */
+    briefs: (id: string) => `${prefix}:ebook:${id}:briefs`,
   };
 }
 
@@ -232,7 +234,7 @@ export class EbookPoolClient {
   }
 
   /**
-   * Delete the ebook's status, pages and errors. An unfinished ebook is refused unless
+   * Delete the ebook's status, pages, errors and briefs. An unfinished ebook is refused unless
    * `force`: its queued pages would re-create its status when a pool takes them.
    *
    * @returns false if the ebook was unknown.
@@ -246,7 +248,12 @@ export class EbookPoolClient {
           "wait for it, or pass { force: true }",
       );
     }
-    const ebook = [this.keys.status(ebookId), this.keys.pages(ebookId), this.keys.errors(ebookId)];
+    const ebook = [
+      this.keys.status(ebookId),
+      this.keys.pages(ebookId),
+      this.keys.errors(ebookId),
+      this.keys.briefs(ebookId),
+    ];
     await this.redis.multi([["DEL", ...ebook]]);
     return true;
   }
@@ -274,7 +281,12 @@ export class EbookPoolClient {
       const keys = [this.keys.failed, this.keys.queue];
       const index = typeof e.pageIndex === "number" && e.ebookId ? e.pageIndex : null;
       if (index !== null && e.ebookId) {
-        keys.push(this.keys.errors(e.ebookId), this.keys.status(e.ebookId));
+        keys.push(
+          this.keys.errors(e.ebookId),
+          this.keys.status(e.ebookId),
+          this.keys.pages(e.ebookId),
+          this.keys.briefs(e.ebookId),
+        );
       }
       const done = await this.redis.eval(RETRY_FAILED_LUA, keys, [
         raw,

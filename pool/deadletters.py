@@ -20,7 +20,7 @@ from pool.batch import ScriptBatcher
 from pool.job import JobIds, PageJob
 from pool.keys import Keys
 from pool.ledger import NO_USAGE
-from pool.queue import Ticket, ticket_job_id
+from pool.queue import Ticket
 from pool.records import json_bytes
 from pool.scripts import LOST, Scripts
 
@@ -198,7 +198,6 @@ class DeadLetterStore:
             ticket: what the claim learnt of the job (its in-flight marker is released).
             usage: what the job's attempts cost, for the ebook's ledger.
         """
-        job_id = entry.get("jobId") or ticket_job_id(ticket)
         keys = [
             self.keys.epoch,
             self.keys.processing(pool_id),
@@ -206,7 +205,6 @@ class DeadLetterStore:
             self.keys.attempts,
             self.keys.crashes,
             self.keys.deaths,
-            self.keys.inflight(str(job_id)),
         ]
         ebook_id = entry.get("ebookId")
         page_index = entry.get("pageIndex")
@@ -221,14 +219,13 @@ class DeadLetterStore:
                 self.keys.status(ebook_id),
                 self.keys.page_errors(ebook_id),
                 self.keys.pages(ebook_id),
-                self.keys.briefs(ebook_id),
             ]
         else:
             page_index, total = "", ""
         limits = self.limits
         args = [
             raw, json_bytes(entry), page_index, entry.get("error", ""), total, now_ms, epoch,
-            ticket, limits.failed_list_max, limits.result_ttl_ms,
+            ticket, limits.failed_list_max, limits.result_ttl_arg,
             usage.argv() if usage else NO_USAGE,
         ]  # fmt: skip
         done = await self._batch.call(self._scripts.fail, keys, args)
@@ -255,7 +252,6 @@ class DeadLetterStore:
                 self.keys.page_errors(ebook_id),
                 self.keys.status(ebook_id),
                 self.keys.pages(ebook_id),
-                self.keys.briefs(ebook_id),
             ]
         done = await self._scripts.retry_failed(
             keys=keys,

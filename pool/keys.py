@@ -94,18 +94,12 @@ class Keys:
 
     # --- issue 11: idempotent jobs, retention, result cache -------------------------------
 
-    def briefs(self, ebook_id: str) -> str:
-        """Hash page index → "briefSha1 jobId" of the stored page: what makes a copy of a job
-        skippable without reading the page itself."""
-        return f"{self.prefix}:ebook:{ebook_id}:briefs"
-
     def ebook_keys(self, ebook_id: str) -> list[str]:
         """Every key of one ebook (what RESULT_TTL expires and `ebook-pool delete` removes)."""
         return [
             self.status(ebook_id),
             self.pages(ebook_id),
             self.page_errors(ebook_id),
-            self.briefs(ebook_id),
         ]
 
     def inflight(self, job_id: str) -> str:
@@ -116,7 +110,8 @@ class Keys:
     @property
     def deaths(self) -> str:
         """Hash job payload → times a process died holding it (the reaper counts them; at
-        MAX_RETRIES + 1 the job has used its attempts)."""
+        MAX_RETRIES + 1 the job has used its attempts). Expires a day after the last death
+        (`pool.queue.DEATHS_KEPT_MS`); a failed job's count is cleared."""
         return f"{self.prefix}:deaths"
 
     def cache(self, request_sha256: str) -> str:

@@ -118,7 +118,6 @@ class OutcomeWriter:
             page_json=w.page_json,
             now_ms=w.now,
             epoch=w.epoch,
-            job_id=job.id,
             ticket=w.ticket,
             usage=w.usage,
         )

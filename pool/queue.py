@@ -29,21 +29,22 @@ if TYPE_CHECKING:
     from pool.store import StoreLimits
 
 __all__ = [
+    "DEATHS_KEPT_MS",
     "NO_TICKET",
     "Acknowledged",
     "Claim",
     "EpochChanged",
     "QueueStore",
     "Ticket",
-    "ticket_job_id",
     "ticket_sha",
 ]
 
 
-#: What the claim script learnt of a job (docs/contract.md, "Idempotency"): b"briefSha1 jobId"
-#: as it read them from the payload, or b"" for a payload it could not read. Kept as the bytes
-#: Redis returned and handed back to `complete`/`fail` as they are (the page's brief record,
-#: and whose in-flight marker to release): no decoding on the hot path.
+#: What the claim script learnt of a job (docs/contract.md, "Idempotency"): the brief's SHA-1
+#: (40 hex digits), b"+" if the claim took the job's in-flight marker (else b" "), and that
+#: marker's key; b"" for a payload it could not read. Kept as the bytes Redis returned and
+#: handed back to `complete`/`fail` as they are (`pool/lua/admit.lua`, end_ticket): no
+#: decoding on the hot path.
 Ticket = bytes
 
 NO_TICKET: Ticket = b""
@@ -54,10 +55,10 @@ def ticket_sha(ticket: Ticket) -> str:
     return ticket[:40].decode() if ticket else ""
 
 
-def ticket_job_id(ticket: Ticket) -> str:
-    """The jobId the claim script read ('' if none)."""
-    return ticket[41:].decode(errors="replace") if ticket else ""
-
+#: How long the reaper keeps the deaths hash after the last death it counts. Nothing clears a
+#: job's count when it ends (that would cost every page a command): the hash expires instead,
+#: and a job that keeps killing its process is reaped far more often than this.
+DEATHS_KEPT_MS = 86_400_000
 
 #: A claimed job: its payload, the attempt number counted, and its ticket.
 Claim = tuple[bytes, int, Ticket]
@@ -183,7 +184,6 @@ class QueueStore:
         page_json: bytes,
         now_ms: int,
         epoch: bytes,
-        job_id: str = "",
         ticket: Ticket = NO_TICKET,
         usage: JobUsage | None = None,
     ) -> bool | None:
@@ -193,15 +193,13 @@ class QueueStore:
         claimed before Redis lost its data (nothing written).
 
         Args:
-            job_id: the job's id (whose in-flight marker the claim may have taken).
             ticket: what the claim learnt of the job (brief, in-flight marker).
             usage: what the job cost, for the ledger.
         """
+        # Main's eight keys and six arguments, plus three: the ticket (it names the in-flight
+        # marker, so the script needs no key or id for it), RESULT_TTL and the ledger, both
+        # already bytes. Each argument costs redis-py an encode on the hot path.
         keys = self.keys
-        args = [
-            raw, page_index, page_json, total, now_ms, epoch, ticket,
-            self.limits.result_ttl_ms, usage.argv() if usage else NO_USAGE,
-        ]  # fmt: skip
         new = await self._batch.call(
             self._scripts.complete,
             [
@@ -213,12 +211,12 @@ class QueueStore:
                 keys.attempts,
                 keys.crashes,
                 keys.epoch,
-                keys.briefs(ebook_id),
-                keys.deaths,
-                keys.inflight(job_id),
             ],
-            args,
-        )
+            [
+                raw, page_index, page_json, total, now_ms, epoch, ticket,
+                self.limits.result_ttl_arg, usage.argv() if usage else NO_USAGE,
+            ],
+        )  # fmt: skip
         return None if new == LOST else bool(new)
 
     async def give_back(self, pool_id: str, raw: bytes, *, refund: bool) -> bool:
@@ -302,7 +300,7 @@ class QueueStore:
                     self.keys.attempts,
                     self.keys.deaths,
                 ],
-                args=[pool_id, self.limits.max_attempts, *self._inflight_parts],
+                args=[pool_id, self.limits.max_attempts, *self._inflight_parts, DEATHS_KEPT_MS],
             )
             if int(n) >= 0:
                 reaped[pool_id] = int(n)

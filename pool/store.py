@@ -9,7 +9,7 @@ The Lua scripts they run live in `pool/lua/` and are loaded by `pool.scripts`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
@@ -37,6 +37,11 @@ class StoreLimits:
     failed_list_max: int = 0
     inflight_ttl_ms: int = 600_000
     max_attempts: int = 4
+    #: `result_ttl_ms` as the scripts' argument, made once: redis-py passes bytes as they are.
+    result_ttl_arg: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "result_ttl_arg", str(self.result_ttl_ms).encode())
 
     @classmethod
     def from_settings(cls, settings: PoolSettings) -> StoreLimits:
@@ -64,7 +69,7 @@ class Store(QueueStore, EbookStore, DeadLetterStore):
         self.limits = limits or StoreLimits()
         self._inflight_parts = keys.parts(keys.inflight)
         self._admit_parts = [
-            *keys.parts(keys.briefs),
+            *keys.parts(keys.pages),
             *keys.parts(keys.status),
             *self._inflight_parts,
         ]

@@ -1,6 +1,6 @@
 -- include: admit
 -- KEYS: queue, processing, attempts, epoch.
--- ARGV: max count, epoch, in-flight marker TTL ms, then the heads and tails of the briefs,
+-- ARGV: max count, epoch, in-flight marker TTL ms, then the heads and tails of the pages,
 -- status and in-flight keys (six strings, see admit).
 -- Moves up to ARGV[1] jobs, oldest first, and counts an attempt of each, except the jobs
 -- acknowledged without a request (see admit): those leave the queue and are not counted.

@@ -1,7 +1,8 @@
 -- include: admit
 -- include: refund
 -- KEYS: heartbeat, processing, queue, pools, attempts, deaths (of a process presumed dead).
--- ARGV: its pool id, MAX_RETRIES + 1, the head and tail of the in-flight keys.
+-- ARGV: its pool id, MAX_RETRIES + 1, the head and tail of the in-flight keys, how long the
+-- deaths hash is kept after the last death (ms: nothing else clears it when a job ends).
 -- Returns -1 if it is alive after all, else how many jobs went back to the queue.
 -- The attempt each job had open died with the process: it is refunded, so attempts spent on
 -- answers (429s, 5xx) and deaths do not add up; the deaths are counted apart, and a job that
@@ -20,5 +21,6 @@ while true do
   end
   release_marker(raw, KEYS[2], ARGV[3], ARGV[4])
 end
+if n > 0 then redis.call('PEXPIRE', KEYS[6], ARGV[5]) end
 redis.call('SREM', KEYS[4], ARGV[1])
 return n

@@ -108,8 +108,6 @@ export function keysFor(prefix = "ebook") {
     status: (id: string) => `${prefix}:ebook:${id}:status`,
     pages: (id: string) => `${prefix}:ebook:${id}:pages`,
     errors: (id: string) => `${prefix}:ebook:${id}:errors`,
-    /** Page index → "briefSha1 jobId" of each stored page (idempotent jobs). */
-    briefs: (id: string) => `${prefix}:ebook:${id}:briefs`,
   };
 }
 
@@ -234,7 +232,7 @@ export class EbookPoolClient {
   }
 
   /**
-   * Delete the ebook's status, pages, errors and briefs. An unfinished ebook is refused unless
+   * Delete the ebook's status, pages and errors. An unfinished ebook is refused unless
    * `force`: its queued pages would re-create its status when a pool takes them.
    *
    * @returns false if the ebook was unknown.
@@ -248,12 +246,7 @@ export class EbookPoolClient {
           "wait for it, or pass { force: true }",
       );
     }
-    const ebook = [
-      this.keys.status(ebookId),
-      this.keys.pages(ebookId),
-      this.keys.errors(ebookId),
-      this.keys.briefs(ebookId),
-    ];
+    const ebook = [this.keys.status(ebookId), this.keys.pages(ebookId), this.keys.errors(ebookId)];
     await this.redis.multi([["DEL", ...ebook]]);
     return true;
   }
@@ -285,7 +278,6 @@ export class EbookPoolClient {
           this.keys.errors(e.ebookId),
           this.keys.status(e.ebookId),
           this.keys.pages(e.ebookId),
-          this.keys.briefs(e.ebookId),
         );
       }
       const done = await this.redis.eval(RETRY_FAILED_LUA, keys, [

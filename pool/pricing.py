@@ -25,8 +25,15 @@ from pool.shared import ConfigError
 
 __all__ = ["BUILTIN_PRICES", "PRICES_AS_OF", "PriceTable", "load_price_table"]
 
-#: When the built-in prices were read from https://openai.com/api/pricing/.
-PRICES_AS_OF = "2025-08-07"
+#: When the built-in prices were last checked. Not against OpenAI's own page (the session that
+#: checked them could not read https://openai.com/api/pricing/): against third-party copies
+#: of it that agree with each other, all fetched on 2026-12-01 (README, "What pages cost"):
+#: deploybase.ai/articles/openai-pricing ("OpenAI pricing page, March 2026": the gpt-5,
+#: gpt-4.1, gpt-4o, o3 and o4-mini rows), aimodelcalc.pages.dev ("platform.openai.com/docs/
+#: pricing, May 2026": gpt-4o, gpt-4o-mini, o1, o3-mini, gpt-3.5-turbo), docs.rs
+#: openai-models (o1, gpt-4o, gpt-4o-mini). gpt-4-turbo (10/30) only from an undated 2024 table
+#: (github.com/kunishou/GenerativeAI-Cost): unverified.
+PRICES_AS_OF = "2026-12-01"
 
 #: Model → (input, output) USD per 1M tokens.
 BUILTIN_PRICES: Mapping[str, tuple[float, float]] = {

@@ -186,7 +186,7 @@ def _book(
 ) -> export.Book:
     return export.book_from(
         ebook_id, pages, errors, total=len(SAMPLE_OUTLINE), title=SAMPLE_TITLE,
-        subtitle=SAMPLE_TOPIC, headings=SAMPLE_OUTLINE,
+        subtitle=SAMPLE_TOPIC, headings=dict(enumerate(SAMPLE_OUTLINE)),
     )  # fmt: skip
 
 

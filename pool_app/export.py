@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import io
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any, Literal
 
 from redis.asyncio import Redis
 
+from pool.deadletters import decode_failed
 from pool.ebooks import read_errors, read_pages, read_status
 from pool.keys import Keys
 
@@ -68,23 +70,22 @@ def book_from(
     total: int | None = None,
     title: str | None = None,
     subtitle: str | None = None,
-    headings: Sequence[str] | None = None,
+    headings: Mapping[int, str] | None = None,
 ) -> Book:
     """The book from stored page records and the reasons of the failed pages.
 
     Args:
         total: pages in the ebook (else the highest stored or failed index + 1).
         title: the book's title (else the `title` its pages recorded, else the ebook id).
-        headings: one per page, for pages whose record has no `pageTitle` (or no record).
+        headings: page index → heading, for pages whose record has no `pageTitle` (or that
+            have no record: a failed page's title from its dead letter).
     """
     indexes = [*pages, *errors]
     count = total if total is not None else (max(indexes) + 1 if indexes else 0)
     chapters = []
     for i in range(count):
         page = pages.get(i)
-        heading = (page or {}).get("pageTitle") or (
-            headings[i] if headings is not None and i < len(headings) else f"Page {i + 1}"
-        )
+        heading = (page or {}).get("pageTitle") or (headings or {}).get(i) or f"Page {i + 1}"
         if page is not None:
             chapters.append(Chapter(i, str(heading), str(page.get("content", "")).strip()))
         else:
@@ -103,7 +104,30 @@ async def read_book(redis: Redis, keys: Keys, ebook_id: str) -> Book | None:
     if status is None and not pages:
         return None
     errors = await read_errors(redis, keys, ebook_id)
-    return book_from(ebook_id, pages, errors, total=status["total"] if status else None)
+    total = status["total"] if status else None
+    missing = {i for i in errors if i not in pages}
+    headings = await _failed_headings(redis, keys, ebook_id, missing) if missing else {}
+    return book_from(ebook_id, pages, errors, total=total, headings=headings)
+
+
+async def _failed_headings(
+    redis: Redis, keys: Keys, ebook_id: str, indexes: set[int]
+) -> dict[int, str]:
+    """The pageTitle of each failed page in `indexes`, from its dead letter's payload (a failed
+    page has no record; the failed list holds at most FAILED_LIST_MAX entries)."""
+    found: dict[int, str] = {}
+    for raw in await redis.lrange(keys.failed, 0, -1):
+        entry = decode_failed(raw if isinstance(raw, bytes) else raw.encode())
+        index, payload = entry.page_index, entry.job_bytes
+        if entry.ebook_id != ebook_id or index not in indexes or index in found or not payload:
+            continue
+        try:
+            title = json.loads(payload).get("pageTitle")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(title, str) and title.strip():
+            found[index] = title.strip()
+    return found
 
 
 def render(book: Book, fmt: Format) -> bytes:

@@ -2,8 +2,8 @@
 -- from its payload, the check made when a job is claimed, and the in-flight marker.
 -- The fields that change the text; metadata, the ids and `regenerate` are not part of the
 -- brief.
-local BRIEF = {'title', 'topic', 'pageTitle', 'outline', 'instructions', 'language', 'style',
-  'audience', 'targetWords', 'model', 'maxTokens', 'temperature'}
+local BRIEF = {'title', 'topic', 'pageTitle', 'outline', 'outlineStart', 'instructions',
+  'language', 'style', 'audience', 'targetWords', 'model', 'maxTokens', 'temperature'}
 
 local function trim(s)
   if string.find(s, '^%s') or string.find(s, '%s$') then

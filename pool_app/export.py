@@ -89,10 +89,13 @@ def book_from(
         if page is not None:
             chapters.append(Chapter(i, str(heading), str(page.get("content", "")).strip()))
         else:
-            why = errors.get(i, "not generated")
-            chapters.append(
-                Chapter(i, str(heading), None, f"This page could not be written: {why}")
+            why = errors.get(i)
+            missing = (
+                f"This page could not be written: {why}"
+                if why is not None
+                else "This page is not written yet."
             )
+            chapters.append(Chapter(i, str(heading), None, missing))
     recorded = next((str(p["title"]) for p in pages.values() if p.get("title")), None)
     return Book(ebook_id, title or recorded or ebook_id, chapters, subtitle)
 

@@ -1,9 +1,9 @@
 """`python -m bench`: measure our pool against arq, SAQ, taskiq, BullMQ, streaq and rq.
 
-Starts its own redis-server (and the LLM simulator for scenarios 2 and 3), installs the peers'
+Starts its own redis-server (and the LLM simulator for scenarios 2, 3 and 7), installs the peers'
 venvs under bench/.peers/ if needed, runs the scenarios, prints the tables and writes
 bench/results/<name>.json and .md ("latest" for a full run of everything, "smoke" for --smoke,
-"partial" otherwise). Exits 1 if a run failed or a figure is missing or zero.
+"governor" for --scenarios 7 alone, "partial" otherwise). Exits 1 if a run failed or a figure is missing or zero.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one repeat (CI)")
     parser.add_argument(
-        "--scenarios", default="1,2,3,4,5,6", help="comma-separated scenario numbers (default all)"
+        "--scenarios",
+        default="1,2,3,4,5,6,7",
+        help="comma-separated scenario numbers (default all)",
     )
     parser.add_argument("--repeats", type=int, help="runs per figure (default 3; 1 with --smoke)")
     parser.add_argument(
@@ -96,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         stem = args.output
     elif args.smoke:
         stem = "smoke"
+    elif scenario_ids == [7]:
+        stem = "governor"
     elif scenario_ids == sorted(SCENARIOS) and args.peers is None:
         stem = "latest"
     else:

@@ -8,18 +8,24 @@ Options (`--option key=value`):
     enqueue=0          do not enqueue (another process does; scale-out runs)
     loop=uvloop        the event loop, as EVENT_LOOP chooses it for `ebook-pool run`: uvloop
                        (default, what `auto` picks where it is installed) or asyncio
+    observe=events     what `ebook-pool run` adds to the pool (default): progress events
+                       (PROGRESS_EVENTS); `observe=all` also serves /healthz, /readyz and
+                       /metrics (not the dashboard) on a local port, /metrics scraped every
+                       `scrape_s` (default 1); `observe=none`: the bare pool
     profile=PATH       profile the run with pyinstrument and write an HTML report to PATH
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from loguru import logger
 from redis.asyncio import Redis
 
@@ -28,7 +34,9 @@ from bench.peers import PAGE_TEXT
 from bench.profiling import flat_summary
 from pool import GeneratedPage, Keys, PageGenerator, PageJob, PoolSettings
 from pool.job import decode_job
-from pool_app.wiring import build_pool
+from pool.runtime import cancel_all
+from pool_app.health import health_app, serving
+from pool_app.wiring import build_metrics, build_pool, build_publisher
 
 KEY_PREFIX = "bench"
 
@@ -115,6 +123,21 @@ class OursAdapter:
         )
         # The client `ebook-pool run` builds: a blocking pool sized from CONCURRENT_WORKERS.
         self._pool_redis, self._pool = build_pool(settings, generator)
+        observe = spec.options.get("observe", "events")
+        if observe not in {"none", "events", "all"}:
+            raise ValueError(f"observe must be none, events or all, not {observe!r}")
+        self._publisher = None
+        if observe != "none":
+            self._publisher = build_publisher(self._pool, self._pool_redis, settings)
+        self._http = contextlib.AsyncExitStack()
+        if observe == "all":
+            metrics = build_metrics(self._pool, settings, default_model="gpt-4o-mini")
+            # No dashboard: its sampler is the dashboard's cost, not the metrics'.
+            app = health_app(self._pool, self._pool_redis, metrics=metrics)
+            port = await self._http.enter_async_context(serving(app, host="127.0.0.1", port=0))
+            scrape_s = float(spec.options.get("scrape_s", "1"))
+            self._scraper = asyncio.ensure_future(_scrape(port, scrape_s))
+            self._http.push_async_callback(cancel_all, [self._scraper])
         self._profiler: Any = None
 
     def _wire(self, i: int) -> str:
@@ -151,11 +174,23 @@ class OursAdapter:
     async def close(self) -> None:
         self._pool.stop()
         await self._task  # the pool closes the generator
+        if self._publisher is not None:
+            await self._publisher.drain(5.0)
+        await self._http.aclose()
         await self._pool_redis.aclose()
         await self._redis.aclose()
         if self._profiler is not None:
             self._profiler.stop()
             _write_profile(self._profiler, self._profile_path)
+
+
+async def _scrape(port: int, every_s: float) -> None:
+    """GET /metrics every `every_s`, as Prometheus would (more often than its usual 15 s)."""
+    async with aiohttp.ClientSession() as session:
+        while True:
+            async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+                await response.read()
+            await asyncio.sleep(every_s)
 
 
 def _write_profile(profiler: Any, path: str) -> None:

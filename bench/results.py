@@ -169,6 +169,39 @@ def _scale(section: Section) -> list[str]:
     )
 
 
+def _governor(section: Section) -> list[str]:
+    def cell(value: Any, suffix: str = "") -> str:
+        return "-" if value is None else f"{value:,}{suffix}"
+
+    return _table(
+        [
+            "case",
+            "governor",
+            "successes/min (steady)",
+            "% of limit",
+            "refused",
+            "pages failed",
+            "not finished",
+            "tokens reserved / used per page",
+            "wall time",
+        ],
+        [
+            [
+                f"({r['case']}) {r['title']}",
+                "**on**" if r["arm"] == "governor" else "off",
+                cell(r["ok_per_min_steady"]),
+                cell(r["pct_of_limit"], "%"),
+                cell(r["refused_pct"], "%"),
+                str(r["failed"]),
+                str(r["left"]),
+                f"{cell(r['tokens_reserved_per_page'])} / {cell(r['tokens_used_per_page'])}",
+                f"{r['wall_s']:.0f} s" + ("" if r["finished"] else " (cap)"),
+            ]
+            for r in section.rows
+        ],
+    )
+
+
 _RENDERERS: dict[int, Callable[[Section], list[str]]] = {
     1: _overhead,
     2: _slow_io,
@@ -176,6 +209,7 @@ _RENDERERS: dict[int, Callable[[Section], list[str]]] = {
     4: _pickup,
     5: _redis_cost,
     6: _scale,
+    7: _governor,
 }
 
 

@@ -1,4 +1,4 @@
-"""The six scenarios. Each takes a `Bench` and returns a `Section`: its rows, its checks against
+"""The seven scenarios. Each takes a `Bench` and returns a `Section`: its rows, its checks against
 the targets, and the raw runs.
 
 Repeats are interleaved (run 1 of every contender, then run 2 ...) so that a burst of load from
@@ -645,6 +645,59 @@ def scale_out(bench: Bench) -> Section:
     return section
 
 
+# --- 7. at the API's rate limit -------------------------------------------------------------
+
+
+def rate_limits(bench: Bench) -> Section:
+    """7. At an OpenAI-style rate limit: the governor on and off, side by side."""
+    from bench.governor import full_cases, run_case, smoke_cases
+
+    section = Section(
+        7,
+        "At the API's rate limit: OpenAI-style limited server (10 s bucket, refused requests "
+        "counted), 2 s ± 20% a page, governor on vs off in the same run",
+    )
+    cases = smoke_cases() if bench.plan.smoke else full_cases()
+    for case in cases:
+        bench.server.flush()
+        try:
+            rows = run_case(case, bench.server.url, log=bench.log)
+        except RuntimeError as exc:
+            bench.errors.append(f"7{case.key}: {exc}")
+            bench.log(f"  ! 7{case.key}: {exc}")
+            continue
+        section.runs[case.key] = rows
+        for row in rows:
+            section.rows.append({"case": case.key, "title": case.title, **row})
+        governed = rows[0]
+        pct, refused = governed["pct_of_limit"], governed["refused_pct"]
+        section.checks += [
+            _check(f"7{case.key} successes/min, % of the limit", "≥ 95%", pct,
+                   pct is not None and pct >= 95),
+            _check(f"7{case.key} requests refused, %", "≤ 1%", refused,
+                   refused is not None and refused <= 1),
+            _check(f"7{case.key} pages failed", "0", governed["failed"],
+                   governed["failed"] == 0 and governed["left"] == 0),
+        ]  # fmt: skip
+    section.notes += [
+        "Sizes scaled from the issue's so that the scenario takes a few minutes: (a) 600 RPM "
+        "and 600 pages instead of 300 RPM and 1,200 (same shape, a minute instead of four); "
+        "(b) 300 RPM, 300 pages (the seed's defaults can send 360/min at 2.5 s a page, so the "
+        "limit binds); (c) 60k TPM, 60 pages of the default 500 words.",
+        "The pool's limits are not set: every arm learns them from the server's "
+        "x-ratelimit-limit-* headers. Both arms of a case run at once, each against its own "
+        "server process and key prefix on the bench's redis-server. The ungoverned arm "
+        "(RATE_LIMIT_GOVERNOR=false: 429s waited out with retry-after and jitter, no attempt "
+        "spent) is stopped at max(2 x ideal, ideal + 20 s) if unfinished.",
+        "% of the limit: successes/min between the 10th and 90th percentile of finish times, "
+        "over the limit in pages/min (the RPM; for (c) the TPM / tokens the server counts per "
+        "page). Reserved: the pool's estimate per request (prompt + max_tokens sized from the "
+        "target length); used: usage prompt + completion tokens. The issue measured ~1,700 "
+        "reserved per page with the old flat max_tokens=1,500.",
+    ]
+    return section
+
+
 SCENARIOS: dict[int, Callable[..., Section]] = {
     1: overhead,
     2: slow_io,
@@ -652,4 +705,5 @@ SCENARIOS: dict[int, Callable[..., Section]] = {
     4: pickup,
     5: redis_cost,
     6: scale_out,
+    7: rate_limits,
 }

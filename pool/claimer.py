@@ -8,11 +8,17 @@ waits in this process while a worker could run it. Each claimed attempt is count
 and opened in the `AttemptLedger`. A job the claim script acknowledged without a request (its
 page is stored, or a copy is in flight: docs/contract.md, "Idempotency") never reaches a
 worker; it is reported as JOB_SKIPPED.
+
+With a rate-limit governor, `room` also bounds the claims: a process holds only a few more
+jobs than the requests it may have in flight (the governor's adaptive concurrency), so pages
+that could not be sent yet stay on the queue for the other replicas instead of waiting here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable
 
 from pool.attempts import AttemptLedger
 from pool.clock import monotonic
@@ -27,6 +33,7 @@ from pool.store import EpochChanged
 __all__ = ["MAX_CLAIM_BATCH", "Claimed", "Claimer"]
 
 MAX_CLAIM_BATCH = 1_000
+_ROOM_RECHECK_S = 0.25  # `room` can grow without a job ending (a limit learned or raised)
 
 #: A claimed job: its exact payload, the attempt counted at claim, the epoch it was claimed
 #: under, and what the claim learnt of it.
@@ -43,6 +50,8 @@ class Claimer:
         ledger: where each claimed attempt is opened.
         slots: one unit per idle worker; a worker releases its unit when done with a job.
         handoff: where claimed jobs go; workers take them from there.
+        room: how many more jobs this process should hold now (None: as many as workers).
+        room_changed: set when a worker lets go of a job.
     """
 
     def __init__(
@@ -54,6 +63,8 @@ class Claimer:
         ledger: AttemptLedger,
         slots: asyncio.Semaphore,
         handoff: asyncio.Queue[Claimed | None],
+        room: Callable[[], int | None] | None = None,
+        room_changed: asyncio.Event | None = None,
     ) -> None:
         self._ctx = ctx
         self._liveness = liveness
@@ -61,6 +72,8 @@ class Claimer:
         self._ledger = ledger
         self._slots = slots
         self._handoff = handoff
+        self._room = room
+        self._room_changed = room_changed or asyncio.Event()
 
     async def run(self) -> None:
         """Claim until cancelled."""
@@ -71,8 +84,9 @@ class Claimer:
             if self._pauser.paused:  # paused while we waited for a free worker
                 slots.release()
                 continue
+            room = await self._wait_for_room()
             want = 1
-            while want < MAX_CLAIM_BATCH and not slots.locked():
+            while want < min(MAX_CLAIM_BATCH, room) and not slots.locked():
                 await slots.acquire()
                 want += 1
             got: list[Claim] = []
@@ -95,6 +109,17 @@ class Claimer:
                 if announce:
                     events.emit(EventKind.JOB_CLAIMED, raw=raw, attempt=attempt)
                 self._handoff.put_nowait((raw, attempt, epoch, ticket))
+
+    async def _wait_for_room(self) -> int:
+        """Wait until this process may hold one more job; how many it may take now."""
+        if self._room is None:
+            return MAX_CLAIM_BATCH
+        while (room := self._room()) is not None and room < 1:
+            self._room_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_ROOM_RECHECK_S):
+                    await self._room_changed.wait()
+        return MAX_CLAIM_BATCH if room is None else room
 
     async def _claim(self, want: int) -> tuple[list[Claim], list[Acknowledged], bytes]:
         """Claim up to `want` jobs; if none is queued, block up to POLL_INTERVAL for one.

@@ -212,6 +212,27 @@ class PoolSettings(BaseSettings):
         description="Give the completion tokens a page did not use back to the TPM budget "
         "(for servers that count usage; OpenAI counts max_tokens).",
     )
+    # --- metrics and progress events (issue 12) ---
+    metrics_enabled: bool = Field(
+        default=True,
+        description="Serve Prometheus /metrics on the HTTP server (HTTP_PORT/PORT).",
+    )
+    progress_events: bool = Field(
+        default=True,
+        description="Publish each page's outcome and each ebook state change to Redis "
+        "(a capped stream per ebook and a pub/sub channel).",
+    )
+    progress_events_maxlen: int = Field(
+        default=1_000,
+        ge=10,
+        le=1_000_000,
+        description="About how many events each ebook's event stream keeps (XADD MAXLEN ~).",
+    )
+    progress_events_ttl: int = Field(
+        default=86_400_000,
+        ge=1_000,
+        description="An ebook's event stream expires this long after its last event, ms.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -432,9 +453,11 @@ class PoolSettings(BaseSettings):
 
     @property
     def inflight_ttl_ms(self) -> int:
-        """Longest a job's in-flight marker lives: every attempt, timeout and backoff, plus a
-        heartbeat timeout. Every way a job ends deletes it before; this bounds a leak."""
-        per_attempt = self.generation_timeout + self.retry_backoff_max
+        """Longest a job's in-flight marker lives: every attempt (its wait for the rate-limit
+        budget, RATE_LIMIT_MAX_WAIT, its timeout and backoff), plus a heartbeat timeout. Every
+        way a job ends deletes it before; this bounds a leak. A marker that expired while its
+        job still waited for budget would let a second copy be generated."""
+        per_attempt = self.rate_limit_max_wait + self.generation_timeout + self.retry_backoff_max
         return self.max_attempts * per_attempt + self.heartbeat_timeout
 
 

@@ -171,8 +171,9 @@ async def read_errors(redis: Redis, keys: Keys, ebook_id: str) -> dict[int, str]
 
 
 async def delete_ebook(redis: Redis, keys: Keys, ebook_id: str) -> int:
-    """Delete every key of the ebook (`Keys.ebook_keys`); returns how many existed."""
-    return int(await redis.delete(*keys.ebook_keys(ebook_id)))
+    """Delete every key of the ebook (`Keys.ebook_keys`) and its progress-event stream (which
+    expires on its own, PROGRESS_EVENTS_TTL); returns how many existed."""
+    return int(await redis.delete(*keys.ebook_keys(ebook_id), keys.ebook_events(ebook_id)))
 
 
 class EbookStore:

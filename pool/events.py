@@ -18,6 +18,7 @@ from loguru import logger
 if TYPE_CHECKING:
     from pool.job import PageJob
     from pool.ledger import JobUsage
+    from pool.ratelimit import BudgetSnapshot, GovernorSnapshot
 
 __all__ = ["EventKind", "PoolEvent", "PoolEvents", "Subscriber"]
 
@@ -28,7 +29,9 @@ class EventKind(StrEnum):
     JOB_CLAIMED = "job_claimed"  #: moved into this process's processing list
     JOB_STARTED = "job_started"  #: a worker took it
     JOB_RETRIED = "job_retried"  #: an attempt failed; another follows after `wait_s`
-    JOB_RATE_LIMITED = "job_rate_limited"  #: an attempt was refused with HTTP 429
+    #: A request was refused for rate (429, 503 overloaded): not a failed attempt; it is sent
+    #: again after `wait_s` (the shared cool-down, or the server's retry-after).
+    JOB_RATE_LIMITED = "job_rate_limited"
     JOB_SUCCEEDED = "job_succeeded"  #: its page is stored
     JOB_FAILED = "job_failed"  #: it is in the failed list
     JOB_ENDED = "job_ended"  #: the worker let go of it (whatever the outcome)
@@ -45,6 +48,13 @@ class EventKind(StrEnum):
     #: Answered from the result cache (CACHE_TTL): the tokens it would have cost, no request.
     CACHE_HIT = "cache_hit"
     CACHE_MISSED = "cache_missed"  #: the result cache had no answer; a request follows
+    #: Every HEARTBEAT_INTERVAL while a governor paces requests: `governor` (this process:
+    #: concurrency limit, in flight, waiting, latency) and `budgets` (shared, from Redis:
+    #: limits, use over the last minute as % of RPM and TPM, refusals, cool-down).
+    BUDGET_SNAPSHOT = "budget_snapshot"
+    #: An ebook's first page started in this process and its status says so (`job` set): its
+    #: state may have become "generating". Once per ebook per process.
+    EBOOK_STARTED = "ebook_started"
 
 
 class PoolEvent(NamedTuple):
@@ -70,6 +80,8 @@ class PoolEvent(NamedTuple):
     #: For JOB_SUCCEEDED and JOB_FAILED: what the job's attempts in this process cost (a
     #: `pool.ledger.JobUsage`), as added to its ebook's ledger.
     usage: JobUsage | None = None
+    governor: GovernorSnapshot | None = None  #: for BUDGET_SNAPSHOT
+    budgets: list[BudgetSnapshot] | None = None  #: for BUDGET_SNAPSHOT
 
 
 Subscriber = Callable[[PoolEvent], None]
@@ -108,6 +120,8 @@ class PoolEvents:
         error_type: str | None = None,
         cost_usd: float | None = None,
         usage: JobUsage | None = None,
+        governor: GovernorSnapshot | None = None,
+        budgets: list[BudgetSnapshot] | None = None,
     ) -> None:
         """Tell every subscriber; a subscriber that raises is logged and the others still run."""
         subscribers = self._by_kind.get(kind)
@@ -117,6 +131,7 @@ class PoolEvents:
         event = PoolEvent(
             kind, raw, worker, attempt, duration_s, wait_s, reason,
             job, prompt_tokens, completion_tokens, latency_s, error_type, cost_usd, usage,
+            governor, budgets,
         )  # fmt: skip
         for subscriber in subscribers:
             try:

@@ -2,20 +2,19 @@
 
 `JobRunner.handle` decodes the payload and runs a `JobRun`, the small object that carries one
 job through its attempts: it counts each retry in Redis (the first attempt was counted at
-claim), calls the pool's `before_request` hook before every API request (first attempt and
-retries alike: a rate-limit governor plugs in there), waits between attempts with the one retry
-policy (`pool.retry`), and closes each attempt in the `AttemptLedger` however it ends, so a
-shutdown refunds exactly the attempts that did not run to their end. It adds what each request
-cost to the job's `JobUsage` (written with the outcome: the ebook's ledger), and, when the
-result cache is on, asks it once before the first request (a hit is no request, so the
-`before_request` hook does not run for it).
+claim), sends each attempt's request through `pool.pacing.PacedRequests` (the `before_request`
+hook and the rate-limit governor, first attempt and retries alike), waits between attempts with
+the one retry policy (`pool.retry`), and closes each attempt in the `AttemptLedger` however it
+ends, so a shutdown refunds exactly the attempts that did not run to their end. What each
+request cost is added to the job's `JobUsage` (written with the outcome: the ebook's ledger),
+and, when the result cache is on, the cache is asked once before the first request (a hit is
+no request: it is neither paced nor does the `before_request` hook run for it).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
@@ -27,20 +26,16 @@ from pool.cache import PageCache
 from pool.clock import monotonic, now_ms
 from pool.deadletters import FailureKind
 from pool.events import EventKind
-from pool.generation import (
-    GeneratedPage,
-    GenerationError,
-    JobFatalError,
-    PageGenerator,
-    PoolFatalError,
-)
+from pool.generation import GeneratedPage, JobFatalError, PageGenerator, PoolFatalError
 from pool.job import InvalidJob, PageJob, decode_job
 from pool.ledger import JobUsage
 from pool.liveness import Pauser
 from pool.logs import page_line_wanted
 from pool.outcomes import OutcomeWriter, PageWrite
+from pool.pacing import BeforeRequest, PacedRequests, no_pacing
 from pool.pricing import PriceTable
 from pool.queue import NO_TICKET, Ticket, ticket_sha
+from pool.ratelimit import BudgetWaitTooLong, Governor
 from pool.records import page_record
 from pool.retry import is_retryable, wait_policy
 from pool.runtime import PoolContext, Stopping, error_reason
@@ -51,16 +46,8 @@ if TYPE_CHECKING:
 
 __all__ = ["BeforeRequest", "JobRun", "JobRunner", "no_pacing"]
 
-#: Called before every API request with the job and the attempt number about to run.
-BeforeRequest = Callable[[PageJob, int], Awaitable[None]]
-
 _STARTED_EBOOKS_KEPT = 10_000  # ebooks this process remembers having marked as started
 _CRASHES_TO_POISON = 2  # a job that crashed the pool this often is failed as "poison"
-_RATE_LIMITED = 429
-
-
-async def no_pacing(job: PageJob, attempt: int) -> None:
-    """The default `before_request` hook: every request goes out at once."""
 
 
 class _OutOfAttempts(Exception):
@@ -70,7 +57,9 @@ class _OutOfAttempts(Exception):
 
 
 def _retryable(exc: BaseException) -> bool:
-    return is_retryable(exc) and not isinstance(exc, _OutOfAttempts | EpochChanged)
+    return is_retryable(exc) and not isinstance(
+        exc, _OutOfAttempts | EpochChanged | BudgetWaitTooLong
+    )
 
 
 class JobRunner:
@@ -84,7 +73,9 @@ class JobRunner:
         pauser: a `PoolFatalError` pauses the pool through it.
         before_request: the hook run before every API request.
         pricing: what a request costs.
-        cache: the result cache, if it is on.
+        cache: the result cache, if it is on (looked up before the first attempt: a hit is
+            never paced and makes no request).
+        governor: the shared rate-limit budget every request waits for (None: unpaced).
     """
 
     def __init__(
@@ -98,6 +89,7 @@ class JobRunner:
         before_request: BeforeRequest = no_pacing,
         pricing: PriceTable | None = None,
         cache: PageCache | None = None,
+        governor: Governor | None = None,
     ) -> None:
         self.ctx = ctx
         self.pricing = pricing or PriceTable()
@@ -107,6 +99,13 @@ class JobRunner:
         self.ledger = ledger
         self.pauser = pauser
         self.before_request = before_request
+        self.requests = PacedRequests(
+            ctx,
+            generator=generator,
+            governor=governor,
+            before_request=before_request,
+            pricing=self.pricing,
+        )
         self.wait = wait_policy(ctx.settings.retry_backoff_s, ctx.settings.retry_backoff_max_s)
         self._started_ebooks: OrderedDict[str, None] = OrderedDict()
 
@@ -202,6 +201,8 @@ class JobRunner:
             logger.warning(
                 f"[Worker Pool] Could not mark ebook {job.ebook_id} as started: {error_reason(exc)}"
             )
+        else:
+            ctx.events.emit(EventKind.EBOOK_STARTED, job=job)
 
 
 class JobRun:
@@ -288,6 +289,11 @@ class JobRun:
             self._failed_log(exc.attempts, "exhausted").error(
                 "[Worker-{}] Failed job: {}: {}", n, self.where, reason
             )
+        except BudgetWaitTooLong as exc:  # the API was busy: not the job's fault, not an attempt
+            await outcomes.give_back(raw, refund=True)
+            self.log.bind(attempt=self.attempt, waited_s=round(exc.waited_s, 1)).warning(
+                "[Worker-{}] Gave {} back to the queue: {}", n, self.where, exc
+            )
         except PoolFatalError as exc:
             await outcomes.give_back(raw, refund=True)  # not the job's fault
             self.runner.pauser.pause(exc)
@@ -336,6 +342,7 @@ class JobRun:
                 attempts=self.attempt,
                 tokens=page.completion_tokens,
                 duration_s=duration_s,
+                prompt_tokens=page.prompt_tokens,
                 ticket=self.ticket,
                 usage=self.usage,
             )
@@ -437,59 +444,18 @@ class JobRun:
         return await self._generate()
 
     async def _generate(self) -> GeneratedPage:
-        """One API request: the `before_request` hook, then one attempt bounded by
-        GENERATION_TIMEOUT even if the generator ignores it. Closes the attempt in the ledger
-        however it ends, except when cancelled (release() refunds an interrupted attempt)."""
+        """One attempt's API request (`PacedRequests.send`: the hook, the rate-limit budget,
+        refusals waited out). Closes the attempt in the ledger however it ends, except when
+        cancelled (release() refunds an interrupted attempt)."""
         runner, raw = self.runner, self.raw
-        events = runner.ctx.events
-        timeout_s = runner.ctx.settings.generation_timeout_s
-        if runner.before_request is not no_pacing:  # skip a no-op await on the hot path
-            try:
-                await runner.before_request(self.job, self.attempt)
-            except Exception:  # no request was made; the attempt ends here
-                runner.ledger.ended(raw)
-                raise
-        started = monotonic()
         try:
-            async with asyncio.timeout(timeout_s + 1.0):
-                page = await runner.generator.generate(self.job, timeout_s=timeout_s)
+            page = await runner.requests.send(
+                self.job, raw=raw, worker=self.n, attempt=self.attempt, usage=self.usage
+            )
         except asyncio.CancelledError:
             raise  # still unfinished: release() refunds this interrupted attempt
-        except BaseException as exc:
+        except BaseException:
             runner.ledger.ended(raw)
-            if isinstance(exc, TimeoutError):
-                exc = TimeoutError(f"generation timed out after {timeout_s:.0f}s")
-            usage = exc if isinstance(exc, GenerationError) else None
-            prompt = usage.prompt_tokens if usage else 0
-            completion = usage.completion_tokens if usage else 0
-            cost = runner.pricing.cost_usd(self.job.model, prompt, completion)
-            self.usage.request_ended(
-                prompt_tokens=prompt, completion_tokens=completion, cost_usd=cost, page=False
-            )
-            events.emit(
-                EventKind.REQUEST_ENDED, raw=raw, worker=self.n, attempt=self.attempt,
-                reason=error_reason(exc), job=self.job, latency_s=monotonic() - started,
-                prompt_tokens=usage.prompt_tokens if usage else None,
-                completion_tokens=usage.completion_tokens if usage else None, cost_usd=cost,
-            )  # fmt: skip
-            if isinstance(exc, GenerationError) and exc.status == _RATE_LIMITED:
-                events.emit(
-                    EventKind.JOB_RATE_LIMITED, raw=raw, worker=self.n, attempt=self.attempt,
-                    wait_s=exc.retry_after_s, reason=exc.reason, job=self.job,
-                )  # fmt: skip
-            if isinstance(exc, TimeoutError):
-                raise exc from None
             raise
         runner.ledger.ended(raw)
-        prompt, completion = page.prompt_tokens, page.completion_tokens
-        cost = runner.pricing.cost_usd(page.model, prompt, completion)
-        self.usage.request_ended(
-            prompt_tokens=prompt, completion_tokens=completion, cost_usd=cost, page=True
-        )
-        if events.wants(EventKind.REQUEST_ENDED):
-            events.emit(
-                EventKind.REQUEST_ENDED, raw=raw, worker=self.n, attempt=self.attempt,
-                job=self.job, latency_s=monotonic() - started, prompt_tokens=prompt,
-                completion_tokens=completion, cost_usd=cost,
-            )  # fmt: skip
         return page

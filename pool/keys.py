@@ -124,3 +124,14 @@ class Keys:
         payload and builds the key as head .. id .. tail."""
         head, _, tail = key_of("\x00").partition("\x00")
         return head, tail
+
+    # --- progress events (issue 12; docs/contract.md, "Progress events") ---
+
+    @property
+    def events_channel(self) -> str:
+        """Pub/sub channel: every page outcome and ebook state change, for live listeners."""
+        return f"{self.prefix}:events"
+
+    def ebook_events(self, ebook_id: str) -> str:
+        """Stream of one ebook's events, capped and expiring, so a late listener catches up."""
+        return f"{self.prefix}:ebook:{ebook_id}:events"

@@ -43,6 +43,7 @@ class PageWrite:
         "n",
         "now",
         "page_json",
+        "prompt_tokens",
         "raw",
         "ticket",
         "tokens",
@@ -61,6 +62,7 @@ class PageWrite:
         attempts: int,
         tokens: int,
         duration_s: float,
+        prompt_tokens: int = 0,
         ticket: Ticket = NO_TICKET,
         usage: JobUsage | None = None,
     ) -> None:
@@ -73,6 +75,7 @@ class PageWrite:
         self.attempts = attempts
         self.tokens = tokens
         self.duration_s = duration_s
+        self.prompt_tokens = prompt_tokens
         self.ticket = ticket
         self.usage = usage
 
@@ -134,7 +137,7 @@ class OutcomeWriter:
         ctx.events.emit(
             EventKind.JOB_SUCCEEDED, raw=w.raw, worker=w.n, attempt=w.attempts,
             duration_s=w.duration_s, job=job, completion_tokens=w.tokens,
-            usage=w.usage,
+            prompt_tokens=w.prompt_tokens, usage=w.usage,
         )  # fmt: skip
         if not page_line_wanted():
             return

@@ -7,6 +7,7 @@ from typing import TypedDict
 
 from pool.clock import monotonic
 from pool.events import EventKind, PoolEvent
+from pool.ratelimit import BudgetSnapshot, budget_use
 
 __all__ = ["Stats", "StatsSnapshot", "format_stats", "stats_fields"]
 
@@ -21,6 +22,8 @@ class StatsSnapshot(TypedDict):
     failed: int
     active: int
     pages_per_min: float
+    ok_per_min: float
+    failed_per_min: float
     p50_s: float | None
     p95_s: float | None
 
@@ -39,6 +42,7 @@ class Stats:
         self.active = 0
         self._durations: deque[float] = deque(maxlen=_SAMPLES)
         self._finished_at: deque[float] = deque()
+        self._failed_at: deque[float] = deque()
 
     @property
     def processed(self) -> int:
@@ -62,18 +66,22 @@ class Stats:
 
     def record_failure(self) -> None:
         self.failed += 1
-        self._mark_finished()
+        self._failed_at.append(self._mark_finished())
 
-    def _mark_finished(self) -> None:
+    def _mark_finished(self) -> float:
         now = monotonic()
         self._finished_at.append(now)
-        while self._finished_at and self._finished_at[0] < now - _WINDOW_S:
-            self._finished_at.popleft()
+        self._forget_before(now - _WINDOW_S)
+        return now
+
+    def _forget_before(self, since: float) -> None:
+        for times in (self._finished_at, self._failed_at):
+            while times and times[0] < since:
+                times.popleft()
 
     def snapshot(self) -> StatsSnapshot:
         now = monotonic()
-        while self._finished_at and self._finished_at[0] < now - _WINDOW_S:
-            self._finished_at.popleft()
+        self._forget_before(now - _WINDOW_S)
         uptime = now - self.started
         window = max(min(uptime, _WINDOW_S), 1.0)
         ordered = sorted(self._durations)
@@ -84,6 +92,8 @@ class Stats:
             failed=self.failed,
             active=self.active,
             pages_per_min=len(self._finished_at) * 60.0 / window,
+            ok_per_min=(len(self._finished_at) - len(self._failed_at)) * 60.0 / window,
+            failed_per_min=len(self._failed_at) * 60.0 / window,
             p50_s=_quantile(ordered, 0.50),
             p95_s=_quantile(ordered, 0.95),
         )
@@ -100,8 +110,17 @@ def success_rate_pct(snap: StatsSnapshot) -> float:
     return 100.0 * snap["success"] / snap["processed"] if snap["processed"] else 0.0
 
 
-def stats_fields(snap: StatsSnapshot, *, queue_depth: int | None) -> dict[str, float | int | None]:
-    """The `[Stats]` line's numbers as the fields of a JSON log line (rounded as shown, finer)."""
+def stats_fields(
+    snap: StatsSnapshot,
+    *,
+    queue_depth: int | None,
+    budgets: list[BudgetSnapshot] | None = None,
+) -> dict[str, float | int | None]:
+    """The `[Stats]` line's numbers as the fields of a JSON log line (rounded as shown, finer).
+
+    With `budgets`, the highest use of any budget over the last minute, as % of its RPM and
+    TPM (`rpm_use_pct`, `tpm_use_pct`; None without a limit).
+    """
 
     def seconds(value: float | None) -> float | None:
         return None if value is None else round(value, 3)
@@ -114,14 +133,30 @@ def stats_fields(snap: StatsSnapshot, *, queue_depth: int | None) -> dict[str, f
         "success_rate_pct": round(success_rate_pct(snap), 1),
         "active": snap["active"],
         "pages_per_min": round(snap["pages_per_min"], 1),
+        "ok_per_min": round(snap["ok_per_min"], 1),
+        "failed_per_min": round(snap["failed_per_min"], 1),
         "p50_s": seconds(snap["p50_s"]),
         "p95_s": seconds(snap["p95_s"]),
         "queue_depth": queue_depth,
+        **(_budget_fields(budgets) if budgets else {}),
     }
 
 
-def format_stats(snap: StatsSnapshot, *, queue_depth: int | None) -> str:
-    """The seed's `[Stats]` line, extended with pages/min, p50/p95 and queue depth."""
+def _budget_fields(budgets: list[BudgetSnapshot]) -> dict[str, float | int | None]:
+    rpm = [b["rpm_use_pct"] for b in budgets if b["rpm_use_pct"] is not None]
+    tpm = [b["tpm_use_pct"] for b in budgets if b["tpm_use_pct"] is not None]
+    return {
+        "rpm_use_pct": max(rpm, default=None),
+        "tpm_use_pct": max(tpm, default=None),
+        "refusals_last_min": sum(b["refusals_last_min"] for b in budgets),
+    }
+
+
+def format_stats(
+    snap: StatsSnapshot, *, queue_depth: int | None, budgets: list[BudgetSnapshot] | None = None
+) -> str:
+    """The seed's `[Stats]` line, extended with pages/min, p50/p95, queue depth, pages/min that
+    succeeded and failed, and the use of the rate-limit budgets (when there are any)."""
     rate = success_rate_pct(snap)
     p50 = "-" if snap["p50_s"] is None else f"{snap['p50_s']:.1f}s"
     p95 = "-" if snap["p95_s"] is None else f"{snap['p95_s']:.1f}s"
@@ -130,5 +165,7 @@ def format_stats(snap: StatsSnapshot, *, queue_depth: int | None) -> str:
         f"[Stats] Uptime: {snap['uptime_s']:.0f}s | Processed: {snap['processed']} | "
         f"Success: {snap['success']} | Failed: {snap['failed']} | Success Rate: {rate:.1f}% | "
         f"Active: {snap['active']} | Pages/min: {snap['pages_per_min']:.1f} | "
-        f"p50: {p50} | p95: {p95} | Queue: {queue}"
+        f"p50: {p50} | p95: {p95} | Queue: {queue} | "
+        f"OK/min: {snap['ok_per_min']:.1f} | Failed/min: {snap['failed_per_min']:.1f}"
+        + (f" | Budget: {budget_use(budgets)}" if budgets else "")
     )

@@ -39,6 +39,7 @@ from pool.outage import RedisGuard, wait_reason
 from pool.outcomes import OutcomeWriter
 from pool.pricing import PriceTable
 from pool.queue import Ticket
+from pool.ratelimit import BudgetSnapshot, Governor, read_budgets
 from pool.runtime import PoolContext, Stopping, cancel_all
 from pool.stats import Stats, format_stats, stats_fields
 from pool.store import Store, StoreLimits
@@ -47,6 +48,7 @@ __all__ = ["Pool"]
 
 _WRITE_DRAIN_S = 5.0  # after the grace period, how long pending result writes may still take
 _RESTART_BACKOFF_MAX_S = 30.0
+_CLAIM_AHEAD = 1  # jobs held beyond the governor's concurrency limit
 
 
 class Pool:
@@ -59,10 +61,14 @@ class Pool:
         keys: the key schema; defaults to `Keys(settings.key_prefix)`.
         pool_id: this process's id in Redis; defaults to host-pid-random.
         events: the event bus to emit on (one is made if None); `Stats` subscribes to it.
-        before_request: awaited before every API request, first attempts and retries alike
-            (a rate-limit governor goes here); the default returns at once.
+        before_request: awaited before every API request, first attempts and retries alike;
+            the default returns at once.
+        governor: the rate-limit budget shared by every process (`pool.ratelimit.Governor`);
+            every request waits for it, and CONCURRENT_WORKERS becomes a ceiling of the
+            requests in flight. None: requests go out unpaced (RATE_LIMIT_GOVERNOR=false).
         pricing: the price table of the ledger (`pool.pricing`); the built-in one if None.
-        cache: the result cache (CACHE_TTL), None when it is off.
+        cache: the result cache (CACHE_TTL), None when it is off; a hit is neither paced nor
+            a request.
     """
 
     def __init__(
@@ -75,10 +81,14 @@ class Pool:
         pool_id: str | None = None,
         events: PoolEvents | None = None,
         before_request: BeforeRequest = no_pacing,
+        governor: Governor | None = None,
         pricing: PriceTable | None = None,
         cache: PageCache | None = None,
     ) -> None:
         self.settings = settings
+        self.governor = governor
+        self.pricing = pricing or PriceTable()  # the ledger's prices (metrics use them too)
+        self._redis = redis
         self.generator = generator
         self.keys = keys or Keys(settings.key_prefix)
         self.store = Store(redis, self.keys, limits=StoreLimits.from_settings(settings))
@@ -110,10 +120,12 @@ class Pool:
             ledger=self._ledger,
             pauser=self._pauser,
             before_request=before_request,
-            pricing=pricing,
+            pricing=self.pricing,
             cache=cache,
+            governor=governor,
         )
         self._liveness.on_data_lost.append(self._runner.forget_started_ebooks)
+        self._room_changed = asyncio.Event()
         self._claimer = Claimer(
             ctx,
             liveness=self._liveness,
@@ -121,6 +133,8 @@ class Pool:
             ledger=self._ledger,
             slots=self._slots,
             handoff=self._handoff,
+            room=self._claim_room if governor is not None and governor.enabled else None,
+            room_changed=self._room_changed,
         )
 
     # --- public -----------------------------------------------------------------------------
@@ -163,6 +177,8 @@ class Pool:
             housekeeping = [ctx.spawn(self._liveness.heartbeat_loop())]
             if s.stats_interval_s > 0:
                 housekeeping.append(ctx.spawn(self._stats_loop()))
+            if self.governor is not None and self.governor.enabled:
+                housekeeping.append(ctx.spawn(self._budget_loop()))
             logger.info(
                 f"[Worker Pool] All {s.concurrent_workers} workers started. Press Ctrl+C to stop."
             )
@@ -219,7 +235,9 @@ class Pool:
             if n:
                 logger.info(f"[Worker Pool] Gave {n} unfinished jobs back to the queue.")
         flush_page_lines()  # the count of per-page lines held back, before the last [Stats]
-        self._log_stats(await self._queue_depth(), prefix="[Worker Pool] Stopped. ")
+        self._log_stats(
+            await self._queue_depth(), await self._budgets(), prefix="[Worker Pool] Stopped. "
+        )
 
     # --- workers ----------------------------------------------------------------------------
 
@@ -266,6 +284,15 @@ class Pool:
                 return
             finally:
                 self._slots.release()
+                self._room_changed.set()
+
+    def _claim_room(self) -> int:
+        """Jobs this process may still claim: one more than the governor lets it have in
+        flight (the next page is ready when a request ends), less those it holds."""
+        assert self.governor is not None
+        budgets = self.governor.snapshot()["budgets"]
+        limit = max((b["concurrency"] for b in budgets), default=1)  # first: the scout alone
+        return limit + _CLAIM_AHEAD - (self.stats.active + self._handoff.qsize())
 
     async def _crashed(
         self, n: int, raw: bytes, epoch: bytes, exc: Exception, ticket: Ticket
@@ -277,7 +304,20 @@ class Pool:
     async def _stats_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.stats_interval_s)
-            self._log_stats(await self._queue_depth())
+            self._log_stats(await self._queue_depth(), await self._budgets())
+
+    async def _budget_loop(self) -> None:
+        """BUDGET_SNAPSHOT every HEARTBEAT_INTERVAL, for whoever listens (metrics)."""
+        assert self.governor is not None
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_interval_s)
+            if self.events.wants(EventKind.BUDGET_SNAPSHOT):
+                budgets = await self._budgets()
+                self.events.emit(
+                    EventKind.BUDGET_SNAPSHOT,
+                    governor=self.governor.snapshot(),
+                    budgets=budgets or [],
+                )
 
     async def _queue_depth(self) -> int | None:
         try:
@@ -287,13 +327,26 @@ class Pool:
                 raise
             return None
 
-    def _log_stats(self, depth: int | None, *, prefix: str = "") -> None:
+    async def _budgets(self) -> list[BudgetSnapshot] | None:
+        """The shared budgets as Redis has them (None without a governor, or if Redis is down)."""
+        if self.governor is None or not self.governor.enabled:
+            return None
+        try:
+            return await asyncio.wait_for(read_budgets(self._redis, self.keys), 2.0)
+        except Exception as exc:
+            if wait_reason(exc) is None and not isinstance(exc, TimeoutError):
+                raise
+            return None
+
+    def _log_stats(
+        self, depth: int | None, budgets: list[BudgetSnapshot] | None = None, *, prefix: str = ""
+    ) -> None:
         """The `[Stats]` line; in JSON its numbers are fields too."""
         snap = self.stats.snapshot()
-        line = format_stats(snap, queue_depth=depth)
+        line = format_stats(snap, queue_depth=depth, budgets=budgets)
         if self.paused:
             line = f"{line} | PAUSED: {self.pause_reason}"
-        fields = stats_fields(snap, queue_depth=depth)
+        fields = stats_fields(snap, queue_depth=depth, budgets=budgets)
         logger.bind(**fields, paused=self.paused).info(prefix + line)
 
     def _snapshot(self) -> dict[str, Any]:
@@ -307,4 +360,5 @@ class Pool:
             "at": now_ms(),
             **snap,
             **self.ledger_stats.snapshot(),
+            **({"governor": self.governor.snapshot()} if self.governor is not None else {}),
         }

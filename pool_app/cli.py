@@ -32,6 +32,7 @@ from pool.job import InvalidJob, job_schema
 from pool.keys import Keys
 from pool.logs import configure_logging
 from pool.outage import RedisConfigError, fatal_reason
+from pool.ratelimit import read_budgets
 from pool.store import Store
 from pool.wire import schema_files, wire_schemas
 from pool_app import eventloop
@@ -61,8 +62,10 @@ from pool_app.reports import (
 from pool_app.supervisor import resolve_processes, run_supervisor
 from pool_app.wiring import (
     build_generator,
+    build_metrics,
     build_pool,
     build_pricing,
+    build_publisher,
     check_credentials,
     describe_generator,
     secrets_of,
@@ -73,6 +76,7 @@ __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "build_pa
 PROG = "ebook-pool"
 
 _UNREACHABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
+_PUBLISH_DRAIN_S = 5.0  # after the pool stopped, how long its last progress events may take
 _OUTLINE_MARKER = re.compile(r"^(#{1,6}|[-*+]|\d+[.)])\s+")
 
 
@@ -163,7 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=_cmd_export)
 
-    p = sub.add_parser("delete", help="Delete every key of one ebook (status, pages, errors).")
+    p = sub.add_parser(
+        "delete", help="Delete every key of one ebook (status, pages, errors, events stream)."
+    )
     p.add_argument("ebook_id", metavar="EBOOK_ID")
     p.set_defaults(handler=_cmd_delete)
 
@@ -284,15 +290,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
 async def _run_pool(settings: PoolSettings, gen_settings: GeneratorSettings) -> int:
     generator = build_generator(gen_settings, workers=settings.concurrent_workers)
     redis, pool = build_pool(settings, generator, default_model=gen_settings.openai_model)
+    publisher = build_publisher(pool, redis, settings)
     try:
         logger.info(f"[Worker Pool] Generator: {describe_generator(gen_settings)}")
         async with contextlib.AsyncExitStack() as http:
             if settings.http_port is not None:
-                app = health_app(pool, redis, settings=settings)
+                metrics = None
+                if settings.metrics_enabled:
+                    metrics = build_metrics(pool, settings, default_model=gen_settings.openai_model)
+                app = health_app(pool, redis, settings=settings, metrics=metrics)
                 await http.enter_async_context(
                     serving(app, host=settings.http_host, port=settings.http_port)
                 )
             await pool.run(install_signal_handlers=True)
+            if publisher is not None:
+                await publisher.drain(_PUBLISH_DRAIN_S)
     except RedisConfigError as exc:
         logger.error(f"[Worker Pool] {exc}")
         return _fail(f"Redis at {mask_url(settings.redis_url)}: {exc}", EXIT_USAGE)
@@ -465,6 +477,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
             in_flight=await store.in_flight(list(pools)),
             failed=await store.failed_count(),
             pools=pools,
+            budgets=await read_budgets(redis, keys),
         )
         if args.json:
             print(json.dumps(pools_report_json(data), ensure_ascii=False))

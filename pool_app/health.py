@@ -9,7 +9,7 @@ not at all otherwise. Neither endpoint shows a secret: only the pool id, the sta
   else 503 with the reason in JSON, e.g. `{"ready": false, "reason": "paused: ..."}`.
 
 With `settings` given and DASHBOARD_ENABLED true, the same server also serves the dashboard at
-`/` (see `pool_app.dashboard`).
+`/` (see `pool_app.dashboard`); with `metrics` given, Prometheus `/metrics` (`pool_app.metrics`).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 
 from pool.config import PoolSettings
 from pool_app.dashboard import add_dashboard
+from pool_app.metrics import PoolMetrics, add_metrics_route
 
 __all__ = ["PoolState", "health_app", "serving"]
 
@@ -44,10 +45,14 @@ class PoolState(Protocol):
 
 
 def health_app(
-    pool: PoolState, redis: Redis, *, settings: PoolSettings | None = None
+    pool: PoolState,
+    redis: Redis,
+    *,
+    settings: PoolSettings | None = None,
+    metrics: PoolMetrics | None = None,
 ) -> web.Application:
-    """The aiohttp application with `/healthz` and `/readyz` for `pool`, and the dashboard
-    when `settings` are given and enable it."""
+    """The aiohttp application with `/healthz` and `/readyz` for `pool`, the dashboard
+    when `settings` are given and enable it, and `/metrics` when `metrics` are given."""
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "poolId": pool.id})
@@ -70,6 +75,8 @@ def health_app(
     app.router.add_get("/readyz", readyz)
     if settings is not None and settings.dashboard_enabled:
         add_dashboard(app, settings)
+    if metrics is not None:
+        add_metrics_route(app, metrics)
     return app
 
 

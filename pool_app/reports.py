@@ -14,6 +14,7 @@ from pydantic.alias_generators import to_camel
 from pool.clock import iso
 from pool.deadletters import FailedEntry
 from pool.ebooks import EbookStatus
+from pool.ratelimit import BudgetSnapshot, describe_budget
 
 __all__ = [
     "failed_data",
@@ -133,8 +134,11 @@ def pools_report_data(
     in_flight: int,
     failed: int,
     pools: Mapping[str, Mapping[str, Any]],
+    budgets: Sequence[BudgetSnapshot] = (),
 ) -> dict[str, Any]:
-    """The queue's counters and every live pool process's last heartbeat (as stored)."""
+    """The queue's counters, the ledger summed over the live pool processes, every live pool
+    process's last heartbeat (as stored), and the rate-limit budgets
+    (`pool.ratelimit.read_budgets`)."""
     totals = {
         name: sum(p.get(name) or 0 for p in pools.values()) for name in (*_LEDGER_TOTALS, "skipped")
     }
@@ -145,21 +149,38 @@ def pools_report_data(
         "failed": failed,
         "ledger": totals,
         "pools": [dict(snapshot, id=pool_id) for pool_id, snapshot in pools.items()],
+        "budgets": [dict(b) for b in budgets],
     }
 
 
 def pools_report_json(data: Mapping[str, Any]) -> dict[str, Any]:
-    """`stats --json`: `pools_report_data` with every key camelCase, like the rest of the wire
-    (`pool.wire.PoolStats`); the heartbeat itself stores snake_case (`pages_per_min`)."""
-    return {**data, "pools": [_camel_snapshot(p) for p in data["pools"]]}
+    """`stats --json`: `pools_report_data` with every key camelCase, nested ones too, like the
+    rest of the wire (`pool.wire.PoolStats`); the heartbeat itself stores snake_case
+    (`pages_per_min`)."""
+    return {
+        **data,
+        "pools": [_camel(p) for p in data["pools"]],
+        "budgets": [_camel(b) for b in data.get("budgets", [])],
+    }
 
 
-# Heartbeat keys whose camelCase would hide the unit ("uptimeS").
-_SNAPSHOT_NAMES = {"uptime_s": "uptimeSeconds", "p50_s": "p50Seconds", "p95_s": "p95Seconds"}
+# Snake-case keys whose camelCase would hide the unit ("uptimeS").
+_SNAPSHOT_NAMES = {
+    "uptime_s": "uptimeSeconds",
+    "p50_s": "p50Seconds",
+    "p95_s": "p95Seconds",
+    "latency_s": "latencySeconds",
+    "cooldown_s": "cooldownSeconds",
+    "booked_s": "bookedSeconds",
+}
 
 
-def _camel_snapshot(snapshot: Mapping[str, Any]) -> dict[str, Any]:
-    return {_SNAPSHOT_NAMES.get(key, to_camel(key)): value for key, value in snapshot.items()}
+def _camel(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {_SNAPSHOT_NAMES.get(k, to_camel(k)): _camel(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_camel(v) for v in value]
+    return value
 
 
 def format_pools_report(data: Mapping[str, Any]) -> str:
@@ -213,7 +234,32 @@ def format_pools_report(data: Mapping[str, Any]) -> str:
             ),
             rows,
         )
+    lines += _budget_lines(data.get("budgets", []), pools)
     return "\n".join(lines)
+
+
+def _budget_lines(budgets: Sequence[Any], pools: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The rate-limit budgets (limits, use over the last minute, refusals, cool-down) and each
+    process's concurrency for them."""
+    lines = ["", "Rate limits (shared by every process, last minute)"]
+    if not budgets:
+        return [*lines, "  none paced yet"]
+    lines += [f"  {describe_budget(b)}" for b in budgets]
+    for p in pools:
+        governor = p.get("governor")
+        if not isinstance(governor, Mapping):
+            continue
+        if not governor.get("enabled", True):
+            lines.append(f"  {p.get('id', '?')}: governor off (RATE_LIMIT_GOVERNOR=false)")
+            continue
+        for local in governor.get("budgets", []):
+            lines.append(
+                f"  {p.get('id', '?')} {local.get('model')}: concurrency "
+                f"{local.get('concurrency')} of {local.get('ceiling')}, "
+                f"{local.get('in_flight')} in flight, {local.get('waiting')} waiting, "
+                f"latency {_rate(local.get('latency_s'))}s, {local.get('refusals')} refused"
+            )
+    return lines
 
 
 def failed_data(entries: Sequence[FailedEntry]) -> list[dict[str, Any]]:

@@ -6,16 +6,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from loguru import logger
 from redis.asyncio import Redis
 
 from pool.cache import PageCache, RedisPageCache
 from pool.config import PoolSettings
 from pool.connections import pool_redis
+from pool.ebook_events import EbookEventPublisher
 from pool.generation import PageGenerator
 from pool.keys import Keys
 from pool.pricing import PriceTable, load_price_table
+from pool.ratelimit import ApiIdentity, Governor
 from pool.shared import ConfigError, mask_url
 from pool.worker import Pool
+from pool_app.metrics import PoolMetrics
 
 if TYPE_CHECKING:  # the generator (and the openai SDK) is imported only when one is built
     from generator import GeneratorSettings, OpenAIPageGenerator
@@ -23,8 +27,11 @@ if TYPE_CHECKING:  # the generator (and the openai SDK) is imported only when on
 __all__ = [
     "build_cache",
     "build_generator",
+    "build_governor",
+    "build_metrics",
     "build_pool",
     "build_pricing",
+    "build_publisher",
     "check_credentials",
     "describe_generator",
     "secrets_of",
@@ -35,7 +42,8 @@ def build_pool(
     settings: PoolSettings, generator: PageGenerator, *, default_model: str | None = None
 ) -> tuple[Redis, Pool]:
     """The pool's Redis client (a blocking pool sized from CONCURRENT_WORKERS) and the pool,
-    with the ledger's prices and, if CACHE_TTL is set, the result cache.
+    with the rate-limit governor (`build_governor`), the ledger's prices and, if CACHE_TTL is
+    set, the result cache.
 
     The caller runs the pool and closes the client.
 
@@ -51,6 +59,7 @@ def build_pool(
         redis=redis,
         generator=generator,
         settings=settings,
+        governor=build_governor(settings, generator, redis),
         pricing=build_pricing(settings, default_model=default_model),
         cache=build_cache(settings, redis, generator),
     )
@@ -82,6 +91,60 @@ def build_cache(settings: PoolSettings, redis: Redis, generator: PageGenerator) 
         redis=redis, keys=Keys(settings.key_prefix), request_key=request_key,
         ttl_ms=settings.cache_ttl,
     )  # fmt: skip
+
+
+def build_governor(
+    settings: PoolSettings, generator: PageGenerator, redis: Redis
+) -> Governor | None:
+    """The shared rate-limit budget of the generator's API, or None.
+
+    None when RATE_LIMIT_GOVERNOR=false (said in one WARNING line: requests go out unpaced),
+    or when the generator calls no API it can name (`api_identity`: a test double, a no-op).
+    """
+    if not settings.rate_limit_governor:
+        logger.warning(
+            "[Worker Pool] RATE_LIMIT_GOVERNOR=false: requests are not paced by the shared "
+            "budget; a 429 is waited out (retry-after) without spending an attempt"
+        )
+        return None
+    api = getattr(generator, "api_identity", None)
+    if not isinstance(api, ApiIdentity):
+        return None
+    return Governor(redis, Keys(settings.key_prefix), settings, api)
+
+
+def build_metrics(pool: Pool, settings: PoolSettings, *, default_model: str) -> PoolMetrics:
+    """The pool's Prometheus metrics, subscribed to its events; serve them with
+    `pool_app.health.health_app(..., metrics=...)`. The cost is priced with the pool's
+    ledger prices (`Pool.pricing`, `pool.pricing`).
+
+    Args:
+        default_model: OPENAI_MODEL, for the cost of jobs that name no model.
+    """
+    metrics = PoolMetrics(
+        pool,
+        concurrency_limit=settings.concurrent_workers,
+        default_model=default_model,
+        price=pool.pricing.cost_usd,
+    )
+    pool.events.subscribe(metrics.on_event)
+    return metrics
+
+
+def build_publisher(pool: Pool, redis: Redis, settings: PoolSettings) -> EbookEventPublisher | None:
+    """The progress-event publisher, subscribed to the pool's events (None when
+    PROGRESS_EVENTS is off). The caller drains it after the pool stopped."""
+    if not settings.progress_events:
+        return None
+    publisher = EbookEventPublisher(
+        redis,
+        keys=pool.keys,
+        pool_id=pool.id,
+        maxlen=settings.progress_events_maxlen,
+        ttl_ms=settings.progress_events_ttl,
+    )
+    pool.events.subscribe(publisher.on_event)
+    return publisher
 
 
 def build_generator(
@@ -131,10 +194,11 @@ def describe_generator(settings: GeneratorSettings, *, base_url: str | None = No
     """Model, API and key of the generator for the start-up log line, the key masked."""
     url = base_url or settings.openai_base_url
     key = "set (***)" if settings.openai_api_key is not None else "not set"
+    max_tokens = settings.openai_max_tokens or "sized per page"
     return (
         f"model={settings.openai_model}, "
         f"base URL={mask_url(url) if url else 'OpenAI (default)'}, API key {key}, "
-        f"max tokens={settings.openai_max_tokens}, temperature={settings.openai_temperature}"
+        f"max tokens={max_tokens}, temperature={settings.openai_temperature}"
     )
 
 

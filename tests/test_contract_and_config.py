@@ -120,4 +120,5 @@ def test_stats_line_keeps_the_seeds_fields() -> None:
     line = format_stats(stats.snapshot(), queue_depth=7)
     assert line.startswith("[Stats] Uptime: 0s | Processed: 4 | Success: 3 | Failed: 1 | ")
     assert "| Success Rate: 75.0% | Active: 2 | Pages/min: " in line
-    assert line.endswith("| p50: 2.0s | p95: 3.0s | Queue: 7")
+    assert "| p50: 2.0s | p95: 3.0s | Queue: 7 | " in line
+    assert line.endswith("| OK/min: 180.0 | Failed/min: 60.0")  # appended, after the seed's

@@ -137,12 +137,14 @@ async def test_export_of_an_unknown_ebook_exits_1(capsys: pytest.CaptureFixture[
 async def test_delete_removes_every_key_of_one_ebook_only(
     redis: Redis, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`delete` removes status, pages and errors of that ebook; another ebook is untouched."""
+    """`delete` removes status, pages, errors and the progress-event stream of that ebook;
+    another ebook is untouched."""
     await _book(redis)
+    await redis.xadd(KEYS.ebook_events("ex"), {"data": "{}", "state": "done"})
     await redis.hset(KEYS.status("other"), mapping={"total": "1", "done": "0"})
     assert await asyncio.to_thread(main, ["delete", "ex"]) == 0
-    assert "Deleted 3 keys of ebook ex." in capsys.readouterr().out
-    assert await redis.exists(*KEYS.ebook_keys("ex")) == 0
+    assert "Deleted 4 keys of ebook ex." in capsys.readouterr().out
+    assert await redis.exists(*KEYS.ebook_keys("ex"), KEYS.ebook_events("ex")) == 0
     assert await redis.exists(KEYS.status("other")) == 1
     assert await asyncio.to_thread(main, ["delete", "ex"]) == 1  # nothing left to delete
     assert "unknown ebook ex" in capsys.readouterr().err

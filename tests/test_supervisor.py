@@ -179,7 +179,11 @@ async def test_sigterm_of_the_supervisor_stops_every_child_and_gives_jobs_back(
     total = 30
     await push(redis, *[job("st", i, total) for i in range(total)])
     log = tmp_path / "supervisor.log"
-    proc = await start_supervisor(redis_server, sim, log, PROCESSES="2", EVENT_LOOP="asyncio")
+    # Limits set: with none to learn, no scout request holds the others back for 30 s.
+    proc = await start_supervisor(
+        redis_server, sim, log, PROCESSES="2", EVENT_LOOP="asyncio",
+        OPENAI_RPM_LIMIT="100000", OPENAI_TPM_LIMIT="1000000000",
+    )  # fmt: skip
     try:
         await started_pids(log)
 

@@ -83,6 +83,8 @@ class _Budget:
     def __init__(self, shared: SharedBudget, ceiling: int, clock: Callable[[], float]) -> None:
         self.shared = shared
         self.concurrency = AdaptiveConcurrency(ceiling, clock=clock)
+        # One request at a time until Redis has answered once: its rate is unknown until then.
+        self.concurrency.learning = True
         self.rpm: int | None = shared.config.rpm
         self.tpm: int | None = shared.config.tpm
         #: usage.prompt_tokens / our estimate, a moving average (the API counts its own way).

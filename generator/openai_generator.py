@@ -20,6 +20,7 @@ What counts as a page, and what does not:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from collections import OrderedDict
@@ -186,13 +187,20 @@ class OpenAIPageGenerator:
         messages = [("system", prompt.system), ("user", prompt.user)]
         return RequestCost(model, count_prompt_tokens(messages, model), max_tokens)
 
-    async def generate(self, job: PageJob, *, timeout_s: float) -> GeneratedPage:
-        """Write one page with one HTTP request; raise a `GenerationError` if it fails.
+    def request_key(self, job: PageJob) -> str:
+        """The hex SHA-256 of the request `generate` would send for `job` (model, messages,
+        token limit and its field, temperature), canonical JSON: the result cache's key."""
+        model, messages, max_tokens, temperature = self._request_of(job)
+        body = {
+            "model": model,
+            "messages": messages,
+            self.max_tokens_field: max_tokens,
+            "temperature": temperature,
+        }
+        canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
-        Args:
-            job: the page to write.
-            timeout_s: deadline of the whole request (connect, wait and read).
-        """
+    def _request_of(self, job: PageJob) -> tuple[str, list[ChatCompletionMessageParam], int, float]:
         model = job.model or self.model
         max_tokens = self._max_tokens_of(job)
         temperature = job.temperature if job.temperature is not None else self.temperature
@@ -201,6 +209,16 @@ class OpenAIPageGenerator:
             {"role": "system", "content": prompt.system},
             {"role": "user", "content": prompt.user},
         ]
+        return model, messages, max_tokens, temperature
+
+    async def generate(self, job: PageJob, *, timeout_s: float) -> GeneratedPage:
+        """Write one page with one HTTP request; raise a `GenerationError` if it fails.
+
+        Args:
+            job: the page to write.
+            timeout_s: deadline of the whole request (connect, wait and read).
+        """
+        model, messages, max_tokens, temperature = self._request_of(job)
         started = self._clock()
         try:
             completion, headers = await self._complete(
@@ -330,6 +348,7 @@ class OpenAIPageGenerator:
             status=err.status,
             code=err.code,
         )
+        # The cut answer was billed: its usage stays on the error the ledger reads.
         grown_err.prompt_tokens, grown_err.completion_tokens = (
             err.prompt_tokens,
             err.completion_tokens,
@@ -353,19 +372,37 @@ class OpenAIPageGenerator:
 
 
 def _page_from(completion: dict[str, Any], *, model: str, max_tokens: int) -> GeneratedPage:
-    """The page in a completion's JSON, or the error that says why there is none; that error
-    carries the tokens the API billed for the answer (a page cut off by `length`...)."""
+    """The page in a completion's JSON, or the error that says why there is none.
+
+    An error for an answer the API billed (cut off, empty, refused, filtered) carries its usage
+    (`GenerationError.prompt_tokens` / `completion_tokens`): the ledger counts it as wasted.
+    """
+    usage = completion.get("usage")
+    if not isinstance(usage, dict):
+        usage = {}
+    prompt_tokens = _int(usage.get("prompt_tokens"))
+    completion_tokens = _int(usage.get("completion_tokens"))
     try:
-        return _read_page(completion, model=model, max_tokens=max_tokens)
+        return _page_or_error(
+            completion,
+            model=model,
+            max_tokens=max_tokens,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+        )
     except GenerationError as err:
-        usage = completion.get("usage") if isinstance(completion, dict) else None
-        if isinstance(usage, dict):
-            err.prompt_tokens = _int(usage.get("prompt_tokens"))
-            err.completion_tokens = _int(usage.get("completion_tokens"))
+        err.prompt_tokens, err.completion_tokens = prompt_tokens, completion_tokens
         raise
 
 
-def _read_page(completion: dict[str, Any], *, model: str, max_tokens: int) -> GeneratedPage:
+def _page_or_error(
+    completion: dict[str, Any],
+    *,
+    model: str,
+    max_tokens: int,
+    prompt_tokens: int,
+    completion_tokens: int,
+) -> GeneratedPage:
     # Compatible servers differ in what they omit: read leniently, fail only without a message.
     try:
         choice = completion["choices"][0]
@@ -392,15 +429,12 @@ def _read_page(completion: dict[str, Any], *, model: str, max_tokens: int) -> Ge
         )
     if not isinstance(content, str) or not content.strip():
         raise RetryableError("empty_content: the answer has no text", code="empty_content")
-    usage = completion.get("usage")
-    if not isinstance(usage, dict):
-        usage = {}
     return GeneratedPage(
         content=content.strip(),
         model=str(completion.get("model") or model),
         finish_reason=str(finish_reason or "stop"),
-        prompt_tokens=_int(usage.get("prompt_tokens")),
-        completion_tokens=_int(usage.get("completion_tokens")),
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
     )
 
 

@@ -5,7 +5,9 @@
 
 One claim takes as many jobs as there are free workers (the `slots` semaphore), so no job
 waits in this process while a worker could run it. Each claimed attempt is counted in Redis
-and opened in the `AttemptLedger`.
+and opened in the `AttemptLedger`. A job the claim script acknowledged without a request (its
+page is stored, or a copy is in flight: docs/contract.md, "Idempotency") never reaches a
+worker; it is reported as JOB_SKIPPED.
 
 With a rate-limit governor, `room` also bounds the claims: a process holds only a few more
 jobs than the requests it may have in flight (the governor's adaptive concurrency), so pages
@@ -21,8 +23,10 @@ from collections.abc import Callable
 from pool.attempts import AttemptLedger
 from pool.clock import monotonic
 from pool.events import EventKind
+from pool.job import InvalidJob, PageJob, decode_job
 from pool.liveness import Liveness, Pauser
 from pool.outage import wait_reason
+from pool.queue import Acknowledged, Claim, Ticket
 from pool.runtime import PoolContext
 from pool.store import EpochChanged
 
@@ -31,8 +35,9 @@ __all__ = ["MAX_CLAIM_BATCH", "Claimed", "Claimer"]
 MAX_CLAIM_BATCH = 1_000
 _ROOM_RECHECK_S = 0.25  # `room` can grow without a job ending (a limit learned or raised)
 
-#: A claimed job: its exact payload, the attempt counted at claim, the epoch it was claimed under.
-Claimed = tuple[bytes, int, bytes]
+#: A claimed job: its exact payload, the attempt counted at claim, the epoch it was claimed
+#: under, and what the claim learnt of it.
+Claimed = tuple[bytes, int, bytes, Ticket]
 
 
 class Claimer:
@@ -84,10 +89,12 @@ class Claimer:
             while want < min(MAX_CLAIM_BATCH, room) and not slots.locked():
                 await slots.acquire()
                 want += 1
-            got: list[tuple[bytes, int]] = []
+            got: list[Claim] = []
             epoch = b""
             try:
-                got, epoch = await self._claim(want)
+                got, acknowledged, epoch = await self._claim(want)
+                if acknowledged:
+                    self._skipped(acknowledged)
                 guard.ok()
             except Exception as exc:
                 if wait_reason(exc) is None:
@@ -97,11 +104,11 @@ class Claimer:
                 for _ in range(want - len(got)):
                     slots.release()
             announce = events.wants(EventKind.JOB_CLAIMED)
-            for raw, attempt in got:
+            for raw, attempt, ticket in got:
                 self._ledger.opened(raw)
                 if announce:
                     events.emit(EventKind.JOB_CLAIMED, raw=raw, attempt=attempt)
-                self._handoff.put_nowait((raw, attempt, epoch))
+                self._handoff.put_nowait((raw, attempt, epoch, ticket))
 
     async def _wait_for_room(self) -> int:
         """Wait until this process may hold one more job; how many it may take now."""
@@ -114,32 +121,44 @@ class Claimer:
                     await self._room_changed.wait()
         return MAX_CLAIM_BATCH if room is None else room
 
-    async def _claim(self, want: int) -> tuple[list[tuple[bytes, int]], bytes]:
+    async def _claim(self, want: int) -> tuple[list[Claim], list[Acknowledged], bytes]:
         """Claim up to `want` jobs; if none is queued, block up to POLL_INTERVAL for one.
 
-        Returns the (job, attempt) pairs and the epoch they were claimed under.
+        Returns the claimed jobs, the acknowledged ones and the epoch they were claimed under.
         """
         ctx, liveness = self._ctx, self._liveness
         poll_s = ctx.settings.poll_interval_s
         epoch = liveness.epoch
         try:
-            got = await ctx.store.claim(ctx.id, want, epoch=epoch)
+            got, acknowledged = await ctx.store.claim(ctx.id, want, epoch=epoch)
         except EpochChanged:
             await liveness.data_lost(epoch)
-            return [], liveness.epoch
-        if got:
-            return got, epoch
+            return [], [], liveness.epoch
+        if got or acknowledged:
+            return got, acknowledged, epoch
         started = monotonic()
         raw = await ctx.store.claim_blocking(ctx.id, poll_s)
         if raw is None:
             if monotonic() - started < poll_s / 2:
                 # A server whose blocking pop returns at once (fakeredis): don't spin.
                 await asyncio.sleep(min(poll_s, 0.05))
-            return [], epoch
+            return [], [], epoch
         epoch = liveness.epoch
         try:
-            return [(raw, await ctx.store.start(raw, epoch=epoch))], epoch
+            one = await ctx.store.claim_moved(ctx.id, raw, epoch=epoch)
         except EpochChanged:  # the job was pushed after Redis lost its data: it is ours
             await liveness.data_lost(epoch)
             epoch = liveness.epoch
-            return [(raw, await ctx.store.start(raw, epoch=epoch))], epoch
+            one = await ctx.store.claim_moved(ctx.id, raw, epoch=epoch)
+        if len(one) == 2:
+            return [], [one], epoch
+        return [one], [], epoch
+
+    def _skipped(self, acknowledged: list[Acknowledged]) -> None:
+        max_bytes = self._ctx.settings.max_job_bytes
+        for raw, why in acknowledged:
+            try:
+                job: PageJob | None = decode_job(raw, max_bytes=max_bytes)
+            except InvalidJob:
+                job = None
+            self._ctx.events.emit(EventKind.JOB_SKIPPED, raw=raw, reason=why, job=job)

@@ -425,6 +425,47 @@ class PoolSettings(BaseSettings):
         ca = self.redis_ca_cert
         return ca if ca is not None and not is_pem(ca) else None
 
+    # --- issue 11: pay once per page (idempotent jobs, ledger, result cache, retention) ----
+    result_ttl: int = Field(
+        default=604_800_000,
+        ge=0,
+        le=31_536_000_000,
+        description=f"How long a finished ebook's keys are kept, {_MS}; 0 = keep for ever.",
+    )
+    failed_list_max: int = Field(
+        default=10_000,
+        ge=0,
+        le=10_000_000,
+        description="Most entries the failed list keeps (the oldest are dropped); 0 = no limit.",
+    )
+    cache_ttl: int = Field(
+        default=0,
+        ge=0,
+        le=31_536_000_000,
+        description=f"Keep each API answer this long and answer identical requests with it, "
+        f"{_MS}; 0 = no result cache.",
+    )
+    price_table_file: str | None = Field(
+        default=None,
+        description="JSON or TOML file of model → {input, output} USD per 1M tokens, over the "
+        "built-in prices.",
+    )
+    openai_price_input_per_1m: float | None = Field(
+        default=None, ge=0, description="One input price for every model, USD per 1M tokens."
+    )
+    openai_price_output_per_1m: float | None = Field(
+        default=None, ge=0, description="One output price for every model, USD per 1M tokens."
+    )
+
+    @property
+    def inflight_ttl_ms(self) -> int:
+        """Longest a job's in-flight marker lives: every attempt (its wait for the rate-limit
+        budget, RATE_LIMIT_MAX_WAIT, its timeout and backoff), plus a heartbeat timeout. Every
+        way a job ends deletes it before; this bounds a leak. A marker that expired while its
+        job still waited for budget would let a second copy be generated."""
+        per_attempt = self.rate_limit_max_wait + self.generation_timeout + self.retry_backoff_max
+        return self.max_attempts * per_attempt + self.heartbeat_timeout
+
 
 _S = TypeVar("_S", bound=BaseSettings)
 

@@ -12,15 +12,21 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from redis.asyncio import Redis
 
 from pool.batch import ScriptBatcher
 from pool.job import JobIds, PageJob
 from pool.keys import Keys
+from pool.ledger import NO_USAGE
+from pool.queue import Ticket
 from pool.records import json_bytes
 from pool.scripts import LOST, Scripts
+
+if TYPE_CHECKING:
+    from pool.ledger import JobUsage
+    from pool.store import StoreLimits
 
 __all__ = [
     "PAYLOAD_PREFIX_BYTES",
@@ -165,6 +171,7 @@ class DeadLetterStore:
 
     redis: Redis
     keys: Keys
+    limits: StoreLimits
     _scripts: Scripts
     _batch: ScriptBatcher
 
@@ -177,12 +184,19 @@ class DeadLetterStore:
         now_ms: int,
         epoch: bytes,
         with_status: bool = True,
+        ticket: Ticket = b"",
+        usage: JobUsage | None = None,
     ) -> bool:
         """Move a job to the failed list with `entry` (which says why), and count it.
 
         The entry's `ebookId`, `pageIndex`, `totalPages` and `error` are used when present (and
-        `with_status`), so the ebook's status shows the failed page. Returns False if the job
-        was claimed before Redis lost its data (nothing written).
+        `with_status`), so the ebook's status shows the failed page and `usage` lands in its
+        ledger. The failed list keeps its newest FAILED_LIST_MAX entries. Returns False if the
+        job was claimed before Redis lost its data (nothing written).
+
+        Args:
+            ticket: what the claim learnt of the job (its in-flight marker is released).
+            usage: what the job's attempts cost, for the ebook's ledger.
         """
         keys = [
             self.keys.epoch,
@@ -190,6 +204,7 @@ class DeadLetterStore:
             self.keys.failed,
             self.keys.attempts,
             self.keys.crashes,
+            self.keys.deaths,
         ]
         ebook_id = entry.get("ebookId")
         page_index = entry.get("pageIndex")
@@ -207,11 +222,13 @@ class DeadLetterStore:
             ]
         else:
             page_index, total = "", ""
-        done = await self._batch.call(
-            self._scripts.fail,
-            keys,
-            [raw, json_bytes(entry), page_index, entry.get("error", ""), total, now_ms, epoch],
-        )
+        limits = self.limits
+        args = [
+            raw, json_bytes(entry), page_index, entry.get("error", ""), total, now_ms, epoch,
+            ticket, limits.failed_list_max, limits.result_ttl_arg,
+            usage.argv() if usage else NO_USAGE,
+        ]  # fmt: skip
+        done = await self._batch.call(self._scripts.fail, keys, args)
         return bool(done != LOST)
 
     async def failed_count(self) -> int:
@@ -231,7 +248,11 @@ class DeadLetterStore:
         keys = [self.keys.failed, self.keys.queue]
         ebook_id, page_index = entry.ebook_id, entry.page_index
         if ebook_id is not None and page_index is not None:
-            keys += [self.keys.page_errors(ebook_id), self.keys.status(ebook_id)]
+            keys += [
+                self.keys.page_errors(ebook_id),
+                self.keys.status(ebook_id),
+                self.keys.pages(ebook_id),
+            ]
         done = await self._scripts.retry_failed(
             keys=keys,
             args=[entry.raw, payload, "" if page_index is None else page_index, now_ms],

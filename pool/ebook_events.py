@@ -1,8 +1,8 @@
 """Progress events for the app: each page's outcome and each ebook state change, in Redis.
 
 `EbookEventPublisher` subscribes to the pool's event bus and, after the pool's own write has
-landed (JOB_SUCCEEDED and JOB_FAILED are emitted only then), appends the page's event to the
-ebook's capped stream `{prefix}:ebook:{id}:events` and publishes it on `{prefix}:events`. The
+landed (JOB_SUCCEEDED and JOB_FAILED are emitted only then; JOB_SKIPPED once the claim script
+acknowledged a copy), appends the page's event to the ebook's capped stream `{prefix}:ebook:{id}:events` and publishes it on `{prefix}:events`. The
 same script (`lua/publish_progress.lua`) reads the ebook's state and appends a state event when
 the stream has not recorded it yet, and a finished ebook's state after its last page events;
 EBOOK_STARTED announces `generating` when the first page starts. Formats: docs/contract.md,
@@ -86,6 +86,12 @@ class EbookEventPublisher:
             record = (
                 f"f\x1f{job.page_index}\x1f{job.total_pages}\x1f{job.id}\x1f{event.attempt or 0}"
                 f"\x1f\x1f\x1f{reason}\x1f{event.error_type or ''}"
+            )
+        elif kind is EventKind.JOB_SKIPPED:  # acknowledged at claim: no attempt, no tokens
+            reason = (event.reason or "").translate(_NO_SEPARATORS)
+            record = (
+                f"k\x1f{job.page_index}\x1f{job.total_pages}\x1f{job.id}\x1f\x1f\x1f"
+                f"\x1f{reason}\x1f"
             )
         elif kind is EventKind.EBOOK_STARTED:
             record = "b\x1f0\x1f0\x1f\x1f\x1f\x1f\x1f\x1f"

@@ -4,7 +4,9 @@ The Lua scripts (`pool/lua/*.lua`, `refresh_state` in particular) write the stat
 producer creates it with `initial_status`; everything that reads it goes through `read_status`.
 
 Status hash fields: `total`, `done`, `failed` (counters), `state` (`EbookState`), and the
-epoch-millisecond timestamps `createdAt`, `startedAt`, `updatedAt`, `finishedAt`.
+epoch-millisecond timestamps `createdAt`, `startedAt`, `updatedAt`, `finishedAt`; `skipped`
+(copies acknowledged without a request) and the ledger (`LEDGER_FIELDS`, see `pool.ledger`),
+absent until they are not zero.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from pool.keys import Keys
 from pool.scripts import Scripts
 
 __all__ = [
+    "LEDGER_FIELDS",
     "TERMINAL_STATES",
     "EbookState",
     "EbookStatus",
     "EbookStore",
+    "delete_ebook",
     "initial_status",
     "read_errors",
     "read_pages",
@@ -47,6 +51,32 @@ class EbookState(StrEnum):
 TERMINAL_STATES = frozenset({EbookState.DONE, EbookState.FAILED, EbookState.PARTIAL})
 
 
+#: The ledger's fields in the status hash (written by complete.lua and fail.lua).
+LEDGER_FIELDS = (
+    "requests",
+    "promptTokens",
+    "completionTokens",
+    "wastedTokens",
+    "costUsd",
+    "cacheHits",
+    "cacheMisses",
+    "tokensSaved",
+)
+
+
+class EbookLedger(TypedDict):
+    """What an ebook cost (pool.ledger): the status hash's ledger fields, 0 when absent."""
+
+    requests: int
+    promptTokens: int
+    completionTokens: int
+    wastedTokens: int
+    costUsd: float
+    cacheHits: int
+    cacheMisses: int
+    tokensSaved: int
+
+
 class EbookStatus(TypedDict):
     """An ebook's status hash, decoded: counters as ints, timestamps as epoch ms or None."""
 
@@ -59,6 +89,8 @@ class EbookStatus(TypedDict):
     started_at: int | None
     updated_at: int | None
     finished_at: int | None
+    skipped: int
+    ledger: EbookLedger
 
 
 def initial_status(total: int, now_ms: int) -> dict[str, str]:
@@ -111,6 +143,17 @@ def _decode_status(ebook_id: str, raw: dict[Any, Any]) -> EbookStatus | None:
         started_at=_int(data.get("startedAt")),
         updated_at=_int(data.get("updatedAt")),
         finished_at=_int(data.get("finishedAt")),
+        skipped=_int(data.get("skipped")) or 0,
+        ledger=EbookLedger(
+            requests=_int(data.get("requests")) or 0,
+            promptTokens=_int(data.get("promptTokens")) or 0,
+            completionTokens=_int(data.get("completionTokens")) or 0,
+            wastedTokens=_int(data.get("wastedTokens")) or 0,
+            costUsd=_float(data.get("costUsd")),
+            cacheHits=_int(data.get("cacheHits")) or 0,
+            cacheMisses=_int(data.get("cacheMisses")) or 0,
+            tokensSaved=_int(data.get("tokensSaved")) or 0,
+        ),
     )
 
 
@@ -125,6 +168,12 @@ async def read_errors(redis: Redis, keys: Keys, ebook_id: str) -> dict[int, str]
     """Page index → reason, for the pages of the ebook that failed for good."""
     raw = await redis.hgetall(keys.page_errors(ebook_id))
     return dict(sorted((int(_text(k)), _text(v)) for k, v in raw.items()))
+
+
+async def delete_ebook(redis: Redis, keys: Keys, ebook_id: str) -> int:
+    """Delete every key of the ebook (`Keys.ebook_keys`) and its progress-event stream (which
+    expires on its own, PROGRESS_EVENTS_TTL); returns how many existed."""
+    return int(await redis.delete(*keys.ebook_keys(ebook_id), keys.ebook_events(ebook_id)))
 
 
 class EbookStore:
@@ -155,3 +204,10 @@ def _int(value: str | None) -> int | None:
         return int(value)
     except ValueError:
         return None
+
+
+def _float(value: str | None) -> float:
+    try:
+        return float(value) if value is not None else 0.0
+    except ValueError:
+        return 0.0

@@ -17,6 +17,7 @@ from loguru import logger
 
 if TYPE_CHECKING:
     from pool.job import PageJob
+    from pool.ledger import JobUsage
     from pool.ratelimit import BudgetSnapshot, GovernorSnapshot
 
 __all__ = ["EventKind", "PoolEvent", "PoolEvents", "Subscriber"]
@@ -41,6 +42,12 @@ class EventKind(StrEnum):
     POOL_RESUMED = "pool_resumed"
     REDIS_DOWN = "redis_down"
     REDIS_UP = "redis_up"
+    #: Acknowledged without a request (`reason`: "stored" = its page is stored for the same
+    #: jobId and brief; "in flight" = a copy is being written). Not followed by JOB_ENDED.
+    JOB_SKIPPED = "job_skipped"
+    #: Answered from the result cache (CACHE_TTL): the tokens it would have cost, no request.
+    CACHE_HIT = "cache_hit"
+    CACHE_MISSED = "cache_missed"  #: the result cache had no answer; a request follows
     #: Every HEARTBEAT_INTERVAL while a governor paces requests: `governor` (this process:
     #: concurrency limit, in flight, waiting, latency) and `budgets` (shared, from Redis:
     #: limits, use over the last minute as % of RPM and TPM, refusals, cool-down).
@@ -69,6 +76,10 @@ class PoolEvent(NamedTuple):
     completion_tokens: int | None = None
     latency_s: float | None = None  #: for REQUEST_ENDED: the HTTP call's wall time
     error_type: str | None = None  #: for JOB_FAILED: the failed entry's errorType
+    cost_usd: float | None = None  #: for REQUEST_ENDED: at the pool's prices (pool.pricing)
+    #: For JOB_SUCCEEDED and JOB_FAILED: what the job's attempts in this process cost (a
+    #: `pool.ledger.JobUsage`), as added to its ebook's ledger.
+    usage: JobUsage | None = None
     governor: GovernorSnapshot | None = None  #: for BUDGET_SNAPSHOT
     budgets: list[BudgetSnapshot] | None = None  #: for BUDGET_SNAPSHOT
 
@@ -107,6 +118,8 @@ class PoolEvents:
         completion_tokens: int | None = None,
         latency_s: float | None = None,
         error_type: str | None = None,
+        cost_usd: float | None = None,
+        usage: JobUsage | None = None,
         governor: GovernorSnapshot | None = None,
         budgets: list[BudgetSnapshot] | None = None,
     ) -> None:
@@ -117,7 +130,8 @@ class PoolEvents:
         # Positional: several events are made per page, and this is the cheapest way.
         event = PoolEvent(
             kind, raw, worker, attempt, duration_s, wait_s, reason,
-            job, prompt_tokens, completion_tokens, latency_s, error_type, governor, budgets,
+            job, prompt_tokens, completion_tokens, latency_s, error_type, cost_usd, usage,
+            governor, budgets,
         )  # fmt: skip
         for subscriber in subscribers:
             try:

@@ -133,6 +133,10 @@ class PageJob(BaseModel):
         default=None,
         description="Opaque data for the producer; copied unchanged into the stored page.",
     )
+    regenerate: Annotated[bool, Field(strict=True)] = Field(
+        default=False,
+        description="Write the page even if it is stored for this jobId with the same brief.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> PageJob:

@@ -2,10 +2,13 @@
 
 `JobRunner.handle` decodes the payload and runs a `JobRun`, the small object that carries one
 job through its attempts: it counts each retry in Redis (the first attempt was counted at
-claim), calls the pool's `before_request` hook before every API request (first attempt and
-retries alike: a rate-limit governor plugs in there), waits between attempts with the one retry
-policy (`pool.retry`), and closes each attempt in the `AttemptLedger` however it ends, so a
-shutdown refunds exactly the attempts that did not run to their end.
+claim), sends each attempt's request through `pool.pacing.PacedRequests` (the `before_request`
+hook and the rate-limit governor, first attempt and retries alike), waits between attempts with
+the one retry policy (`pool.retry`), and closes each attempt in the `AttemptLedger` however it
+ends, so a shutdown refunds exactly the attempts that did not run to their end. What each
+request cost is added to the job's `JobUsage` (written with the outcome: the ebook's ledger),
+and, when the result cache is on, the cache is asked once before the first request (a hit is
+no request: it is neither paced nor does the `before_request` hook run for it).
 """
 
 from __future__ import annotations
@@ -19,15 +22,19 @@ from loguru import logger
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from pool.attempts import AttemptLedger
+from pool.cache import PageCache
 from pool.clock import monotonic, now_ms
 from pool.deadletters import FailureKind
 from pool.events import EventKind
 from pool.generation import GeneratedPage, JobFatalError, PageGenerator, PoolFatalError
 from pool.job import InvalidJob, PageJob, decode_job
+from pool.ledger import JobUsage
 from pool.liveness import Pauser
 from pool.logs import page_line_wanted
 from pool.outcomes import OutcomeWriter, PageWrite
 from pool.pacing import BeforeRequest, PacedRequests, no_pacing
+from pool.pricing import PriceTable
+from pool.queue import NO_TICKET, Ticket, ticket_sha
 from pool.ratelimit import BudgetWaitTooLong, Governor
 from pool.records import page_record
 from pool.retry import is_retryable, wait_policy
@@ -65,6 +72,9 @@ class JobRunner:
         ledger: the open attempts.
         pauser: a `PoolFatalError` pauses the pool through it.
         before_request: the hook run before every API request.
+        pricing: what a request costs.
+        cache: the result cache, if it is on (looked up before the first attempt: a hit is
+            never paced and makes no request).
         governor: the shared rate-limit budget every request waits for (None: unpaced).
     """
 
@@ -77,16 +87,24 @@ class JobRunner:
         ledger: AttemptLedger,
         pauser: Pauser,
         before_request: BeforeRequest = no_pacing,
+        pricing: PriceTable | None = None,
+        cache: PageCache | None = None,
         governor: Governor | None = None,
     ) -> None:
         self.ctx = ctx
+        self.pricing = pricing or PriceTable()
+        self.cache = cache
         self.generator = generator
         self.outcomes = outcomes
         self.ledger = ledger
         self.pauser = pauser
         self.before_request = before_request
         self.requests = PacedRequests(
-            ctx, generator=generator, governor=governor, before_request=before_request
+            ctx,
+            generator=generator,
+            governor=governor,
+            before_request=before_request,
+            pricing=self.pricing,
         )
         self.wait = wait_policy(ctx.settings.retry_backoff_s, ctx.settings.retry_backoff_max_s)
         self._started_ebooks: OrderedDict[str, None] = OrderedDict()
@@ -99,7 +117,9 @@ class JobRunner:
         """The job in `raw` (raises `InvalidJob`)."""
         return decode_job(raw, max_bytes=self.ctx.settings.max_job_bytes)
 
-    async def handle(self, n: int, raw: bytes, claimed_attempt: int, epoch: bytes) -> None:
+    async def handle(
+        self, n: int, raw: bytes, claimed_attempt: int, epoch: bytes, ticket: Ticket = NO_TICKET
+    ) -> None:
         """Run a claimed job to its end: stored, failed, or given back.
 
         Args:
@@ -107,6 +127,7 @@ class JobRunner:
             raw: the job's exact payload.
             claimed_attempt: the attempt number counted when the job was claimed.
             epoch: the epoch marker the job was claimed under.
+            ticket: what the claim learnt of the job (brief, in-flight marker).
         """
         try:
             job = self.decode(raw)
@@ -114,7 +135,7 @@ class JobRunner:
             self.ledger.ended(raw)
             await self.outcomes.fail(
                 raw, None, reason=f"invalid job: {exc}", kind="invalid", attempts=0,
-                epoch=epoch, ids=exc.ids,
+                epoch=epoch, ids=exc.ids, ticket=ticket,
             )  # fmt: skip
             ids = {k: v for k, v in asdict(exc.ids).items() if v is not None}
             logger.bind(worker=n, **ids).warning(
@@ -126,10 +147,12 @@ class JobRunner:
             return
         self._note_started(job, epoch)
         await JobRun(
-            self, n=n, raw=raw, job=job, claimed_attempt=claimed_attempt, epoch=epoch
+            self, n=n, raw=raw, job=job, claimed_attempt=claimed_attempt, epoch=epoch, ticket=ticket
         ).run()
 
-    async def crashed(self, n: int, raw: bytes, epoch: bytes, exc: Exception) -> None:
+    async def crashed(
+        self, n: int, raw: bytes, epoch: bytes, exc: Exception, ticket: Ticket = NO_TICKET
+    ) -> None:
         """Handling `raw` raised where no failure of a page can: a bug, or a payload that breaks
         the pool. The first time the job goes back to the queue; the second it fails as
         "poison", so no job can keep a worker in a crash loop."""
@@ -149,7 +172,9 @@ class JobRunner:
             job: PageJob | None = self.decode(raw)
         except InvalidJob:
             job = None
-        await self.outcomes.fail(raw, job, reason=reason, kind="poison", attempts=0, epoch=epoch)
+        await self.outcomes.fail(
+            raw, job, reason=reason, kind="poison", attempts=0, epoch=epoch, ticket=ticket
+        )
         logger.error("[Worker-{}] Failed job as poison: {}", n, reason)
 
     def _note_started(self, job: PageJob, epoch: bytes) -> None:
@@ -192,6 +217,7 @@ class JobRun:
     __slots__ = (
         "_replay",
         "attempt",
+        "cache_hit",
         "epoch",
         "job",
         "max_attempts",
@@ -200,6 +226,8 @@ class JobRun:
         "raw",
         "runner",
         "started",
+        "ticket",
+        "usage",
     )
 
     def __init__(
@@ -211,8 +239,12 @@ class JobRun:
         job: PageJob,
         claimed_attempt: int,
         epoch: bytes,
+        ticket: Ticket = NO_TICKET,
     ) -> None:
         self.runner = runner
+        self.ticket = ticket
+        self.usage = JobUsage()
+        self.cache_hit = False
         self.n = n
         self.raw = raw
         self.job = job
@@ -285,8 +317,9 @@ class JobRun:
 
     async def _fail(self, reason: str, kind: FailureKind, attempts: int) -> None:
         await self.runner.outcomes.fail(
-            self.raw, self.job, reason=reason, kind=kind, attempts=attempts, epoch=self.epoch
-        )
+            self.raw, self.job, reason=reason, kind=kind, attempts=attempts, epoch=self.epoch,
+            ticket=self.ticket, usage=self.usage,
+        )  # fmt: skip
 
     def _store(self, page: GeneratedPage) -> None:
         # The worker moves on while its page is stored: the job stays in this process's
@@ -295,8 +328,9 @@ class JobRun:
         now = now_ms()
         ctx = self.runner.ctx
         page_json = page_record(
-            self.job, page, attempts=self.attempt, duration_s=duration_s, now_ms=now, pool_id=ctx.id
-        )
+            self.job, page, attempts=self.attempt, duration_s=duration_s, now_ms=now,
+            pool_id=ctx.id, brief_sha=ticket_sha(self.ticket), cache_hit=self.cache_hit,
+        )  # fmt: skip
         self.runner.outcomes.store_page_soon(
             PageWrite(
                 n=self.n,
@@ -309,14 +343,23 @@ class JobRun:
                 tokens=page.completion_tokens,
                 duration_s=duration_s,
                 prompt_tokens=page.prompt_tokens,
+                ticket=self.ticket,
+                usage=self.usage,
             )
         )
+        cache = self.runner.cache
+        if cache is not None and not self.cache_hit:
+            ctx.spawn(cache.put(self.job, page))
 
     async def _all_attempts(self) -> GeneratedPage:
         # Most pages succeed at once, and entering a tenacity loop costs a third of a
         # no-op page; so the first attempt runs bare. If it fails retryably, tenacity
         # takes over from the start: its first "call" re-raises that failure, so the
         # policy (wait, Retry-After, stop) is exactly the one every attempt gets.
+        if self.runner.cache is not None:
+            cached = await self._from_cache(self.runner.cache)
+            if cached is not None:
+                return cached
         try:
             return await self._one_attempt()
         except Exception as exc:
@@ -332,6 +375,25 @@ class JobRun:
             before_sleep=self._before_sleep,
         )
         return await retrying(self._replay_then_attempt)
+
+    async def _from_cache(self, cache: PageCache) -> GeneratedPage | None:
+        """The page an identical request wrote, in place of the first attempt; None on a miss."""
+        page = await cache.get(self.job)
+        events = self.runner.ctx.events
+        if page is None:
+            self.usage.cache_misses += 1
+            events.emit(EventKind.CACHE_MISSED, raw=self.raw, worker=self.n, job=self.job)
+            return None
+        self.attempt, self.next_attempt = self.next_attempt or 1, None
+        self.runner.ledger.ended(self.raw)
+        self.cache_hit = True
+        self.usage.cache_hits += 1
+        self.usage.tokens_saved += page.prompt_tokens + page.completion_tokens
+        events.emit(
+            EventKind.CACHE_HIT, raw=self.raw, worker=self.n, job=self.job,
+            prompt_tokens=page.prompt_tokens, completion_tokens=page.completion_tokens,
+        )  # fmt: skip
+        return page
 
     async def _replay_then_attempt(self) -> GeneratedPage:
         if self._replay is not None:
@@ -388,7 +450,7 @@ class JobRun:
         runner, raw = self.runner, self.raw
         try:
             page = await runner.requests.send(
-                self.job, raw=raw, worker=self.n, attempt=self.attempt
+                self.job, raw=raw, worker=self.n, attempt=self.attempt, usage=self.usage
             )
         except asyncio.CancelledError:
             raise  # still unfinished: release() refunds this interrupted attempt

@@ -6,6 +6,7 @@ LPUSHes onto `queue`, reads pages from `pages(ebook_id)` and polls `status(ebook
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = ["Keys"]
@@ -90,6 +91,39 @@ class Keys:
     def rate_scout(self, budget_id: str) -> str:
         """String (expiring): the one request in flight while a budget's limits are unknown."""
         return f"{self.prefix}:ratelimit:{budget_id}:scout"
+
+    # --- issue 11: idempotent jobs, retention, result cache -------------------------------
+
+    def ebook_keys(self, ebook_id: str) -> list[str]:
+        """Every key of one ebook (what RESULT_TTL expires and `ebook-pool delete` removes)."""
+        return [
+            self.status(ebook_id),
+            self.pages(ebook_id),
+            self.page_errors(ebook_id),
+        ]
+
+    def inflight(self, job_id: str) -> str:
+        """String "briefSha1 processing-key" while a pool process holds a job with this jobId
+        (SET NX PX at claim): a second copy claimed meanwhile is acknowledged, not generated."""
+        return f"{self.prefix}:inflight:{job_id}"
+
+    @property
+    def deaths(self) -> str:
+        """Hash job payload → times a process died holding it (the reaper counts them; at
+        MAX_RETRIES + 1 the job has used its attempts). Expires a day after the last death
+        (`pool.queue.DEATHS_KEPT_MS`); a failed job's count is cleared."""
+        return f"{self.prefix}:deaths"
+
+    def cache(self, request_sha256: str) -> str:
+        """String (JSON page + usage) answering one exact API request (CACHE_TTL; opt-in)."""
+        return f"{self.prefix}:cache:{request_sha256}"
+
+    @staticmethod
+    def parts(key_of: Callable[[str], str]) -> tuple[str, str]:
+        """(head, tail) of a key built from one id, for a Lua script that reads the id from a
+        payload and builds the key as head .. id .. tail."""
+        head, _, tail = key_of("\x00").partition("\x00")
+        return head, tail
 
     # --- progress events (issue 12; docs/contract.md, "Progress events") ---
 

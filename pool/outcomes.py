@@ -18,8 +18,10 @@ from pool.clock import now_ms
 from pool.deadletters import FailureKind, failed_entry
 from pool.events import EventKind
 from pool.job import JobIds, PageJob
+from pool.ledger import JobUsage
 from pool.logs import page_line_wanted
 from pool.outage import wait_reason
+from pool.queue import NO_TICKET, Ticket
 from pool.runtime import PoolContext, error_reason
 
 __all__ = ["OutcomeWriter", "PageWrite"]
@@ -27,16 +29,26 @@ __all__ = ["OutcomeWriter", "PageWrite"]
 T = TypeVar("T")
 
 #: Called when storing a page was refused (not an outage): handled like a crash on the job.
-OnRefused = Callable[[int, bytes, bytes, Exception], Awaitable[None]]
+OnRefused = Callable[[int, bytes, bytes, Exception, Ticket], Awaitable[None]]
 
 
 class PageWrite:
     """A finished page waiting to be stored: what `OutcomeWriter.store_page` writes and logs."""
 
     __slots__ = (
-        "attempts", "duration_s", "epoch", "job", "n", "now", "page_json", "prompt_tokens", "raw",
+        "attempts",
+        "duration_s",
+        "epoch",
+        "job",
+        "n",
+        "now",
+        "page_json",
+        "prompt_tokens",
+        "raw",
+        "ticket",
         "tokens",
-    )  # fmt: skip
+        "usage",
+    )
 
     def __init__(
         self,
@@ -51,6 +63,8 @@ class PageWrite:
         tokens: int,
         duration_s: float,
         prompt_tokens: int = 0,
+        ticket: Ticket = NO_TICKET,
+        usage: JobUsage | None = None,
     ) -> None:
         self.n = n
         self.raw = raw
@@ -62,6 +76,8 @@ class PageWrite:
         self.tokens = tokens
         self.duration_s = duration_s
         self.prompt_tokens = prompt_tokens
+        self.ticket = ticket
+        self.usage = usage
 
 
 class OutcomeWriter:
@@ -105,6 +121,8 @@ class OutcomeWriter:
             page_json=w.page_json,
             now_ms=w.now,
             epoch=w.epoch,
+            ticket=w.ticket,
+            usage=w.usage,
         )
         if new is None:
             if ctx.data_lost is not None:  # say what happened (once) before the first drop
@@ -119,7 +137,7 @@ class OutcomeWriter:
         ctx.events.emit(
             EventKind.JOB_SUCCEEDED, raw=w.raw, worker=w.n, attempt=w.attempts,
             duration_s=w.duration_s, job=job, completion_tokens=w.tokens,
-            prompt_tokens=w.prompt_tokens,
+            prompt_tokens=w.prompt_tokens, usage=w.usage,
         )  # fmt: skip
         if not page_line_wanted():
             return
@@ -141,6 +159,8 @@ class OutcomeWriter:
         attempts: int,
         epoch: bytes,
         ids: JobIds | None = None,
+        ticket: Ticket = NO_TICKET,
+        usage: JobUsage | None = None,
     ) -> None:
         """Move a job to the failed list (waiting out Redis outages), then count it.
 
@@ -157,7 +177,7 @@ class OutcomeWriter:
         async def write(with_status: bool) -> bool:
             return await ctx.guard.persist(
                 ctx.store.fail, ctx.id, raw, entry=entry, now_ms=now, epoch=epoch,
-                with_status=with_status,
+                with_status=with_status, ticket=ticket, usage=usage,
             )  # fmt: skip
 
         try:
@@ -170,7 +190,7 @@ class OutcomeWriter:
         if written:
             ctx.events.emit(
                 EventKind.JOB_FAILED, raw=raw, attempt=attempts, reason=reason, job=job,
-                error_type=kind,
+                error_type=kind, usage=usage,
             )  # fmt: skip
 
     async def give_back(self, raw: bytes, *, refund: bool) -> None:
@@ -201,4 +221,4 @@ class OutcomeWriter:
             # processing list, and release() or the reaper returns it.
             return
         # Storing the page was refused: handled like a crash on the job (twice = poison).
-        self._ctx.spawn(self._on_refused(write.n, write.raw, write.epoch, exc))
+        self._ctx.spawn(self._on_refused(write.n, write.raw, write.epoch, exc, write.ticket))

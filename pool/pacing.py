@@ -10,8 +10,9 @@ process honours the cool-down); without it (RATE_LIMIT_GOVERNOR=false), the serv
 `retry-after` plus a jitter as long (at least the retry backoff), so that the workers
 refused together do not come back together. Either way the whole wait of an attempt is bounded by
 RATE_LIMIT_MAX_WAIT: past it `BudgetWaitTooLong` is raised, and the page goes back to the queue
-with its attempt refunded. Every request ends in one REQUEST_ENDED event, every refusal in one
-JOB_RATE_LIMITED event.
+with its attempt refunded. Every request ends in one REQUEST_ENDED event (with its cost at the
+pool's prices, `pool.pricing`) and is added to the job's `JobUsage` (the ebook's ledger: a
+refused or failed request counts as wasted tokens), every refusal in one JOB_RATE_LIMITED event.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from pool.clock import monotonic
 from pool.events import EventKind
 from pool.generation import GeneratedPage, GenerationError, JobFatalError, PageGenerator
 from pool.job import PageJob
+from pool.ledger import JobUsage
+from pool.pricing import PriceTable
 from pool.ratelimit import (
     BudgetWaitTooLong,
     Governor,
@@ -53,6 +56,7 @@ class PacedRequests:
         generator: writes the pages.
         governor: the shared rate-limit budget; None sends unpaced (RATE_LIMIT_GOVERNOR=false).
         before_request: the hook run before every API request.
+        pricing: what a request costs (REQUEST_ENDED's `cost_usd`, the ledger).
     """
 
     def __init__(
@@ -62,15 +66,27 @@ class PacedRequests:
         generator: PageGenerator,
         governor: Governor | None = None,
         before_request: BeforeRequest = no_pacing,
+        pricing: PriceTable | None = None,
     ) -> None:
         self.ctx = ctx
         self.generator = generator
         self.governor = governor
         self.before_request = before_request
+        self.pricing = pricing or PriceTable()
         self._default_model = str(getattr(generator, "model", None) or "default")
 
-    async def send(self, job: PageJob, *, raw: bytes, worker: int, attempt: int) -> GeneratedPage:
+    async def send(
+        self,
+        job: PageJob,
+        *,
+        raw: bytes,
+        worker: int,
+        attempt: int,
+        usage: JobUsage | None = None,
+    ) -> GeneratedPage:
         """One attempt's request, sent again after each refusal for rate until it is answered.
+
+        Each request made is added to `usage` (if given): the page's tokens, or wasted ones.
 
         Raises:
             BudgetWaitTooLong: refusals and the budget kept it waiting RATE_LIMIT_MAX_WAIT.
@@ -85,7 +101,9 @@ class PacedRequests:
                 await self.before_request(job, attempt)
             permit = await self._acquire(job, since)
             try:
-                page = await self._request(job, raw=raw, worker=worker, attempt=attempt)
+                page = await self._request(
+                    job, raw=raw, worker=worker, attempt=attempt, usage=usage
+                )
             except asyncio.CancelledError:
                 if permit is not None:
                     await permit.failed()  # it may have reached the API
@@ -114,7 +132,7 @@ class PacedRequests:
         return await self.ctx.guard.persist(governor.acquire, cost, waiting_since=since)
 
     async def _request(
-        self, job: PageJob, *, raw: bytes, worker: int, attempt: int
+        self, job: PageJob, *, raw: bytes, worker: int, attempt: int, usage: JobUsage | None
     ) -> GeneratedPage:
         """One HTTP request bounded by GENERATION_TIMEOUT (even if the generator ignores it)."""
         events = self.ctx.events
@@ -129,21 +147,34 @@ class PacedRequests:
             failure: Exception = exc
             if isinstance(exc, TimeoutError):
                 failure = TimeoutError(f"generation timed out after {timeout_s:.0f}s")
-            usage = exc if isinstance(exc, GenerationError) else None
+            billed = exc if isinstance(exc, GenerationError) else None
+            prompt = billed.prompt_tokens if billed else 0
+            completion = billed.completion_tokens if billed else 0
+            cost = self.pricing.cost_usd(job.model, prompt, completion)
+            if usage is not None:
+                usage.request_ended(
+                    prompt_tokens=prompt, completion_tokens=completion, cost_usd=cost, page=False
+                )
             events.emit(
                 EventKind.REQUEST_ENDED, raw=raw, worker=worker, attempt=attempt,
                 reason=error_reason(failure), job=job, latency_s=monotonic() - started,
-                prompt_tokens=usage.prompt_tokens if usage else None,
-                completion_tokens=usage.completion_tokens if usage else None,
+                prompt_tokens=billed.prompt_tokens if billed else None,
+                completion_tokens=billed.completion_tokens if billed else None, cost_usd=cost,
             )  # fmt: skip
             if failure is not exc:
                 raise failure from None
             raise
+        prompt, completion = page.prompt_tokens, page.completion_tokens
+        cost = self.pricing.cost_usd(page.model, prompt, completion)
+        if usage is not None:
+            usage.request_ended(
+                prompt_tokens=prompt, completion_tokens=completion, cost_usd=cost, page=True
+            )
         if events.wants(EventKind.REQUEST_ENDED):
             events.emit(
                 EventKind.REQUEST_ENDED, raw=raw, worker=worker, attempt=attempt, job=job,
-                latency_s=monotonic() - started, prompt_tokens=page.prompt_tokens,
-                completion_tokens=page.completion_tokens,
+                latency_s=monotonic() - started, prompt_tokens=prompt,
+                completion_tokens=completion, cost_usd=cost,
             )  # fmt: skip
         return page
 

@@ -13,17 +13,57 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from pool.batch import ScriptBatcher
 from pool.keys import Keys
+from pool.ledger import NO_USAGE
 from pool.records import json_bytes
 from pool.scripts import LOST, Scripts
 
-__all__ = ["EpochChanged", "QueueStore"]
+if TYPE_CHECKING:
+    from pool.ledger import JobUsage
+    from pool.store import StoreLimits
+
+__all__ = [
+    "DEATHS_KEPT_MS",
+    "NO_TICKET",
+    "Acknowledged",
+    "Claim",
+    "EpochChanged",
+    "QueueStore",
+    "Ticket",
+    "ticket_sha",
+]
+
+
+#: What the claim script learnt of a job (docs/contract.md, "Idempotency"): the brief's SHA-1
+#: (40 hex digits), b"+" if the claim took the job's in-flight marker (else b" "), and that
+#: marker's key; b"" for a payload it could not read. Kept as the bytes Redis returned and
+#: handed back to `complete`/`fail` as they are (`pool/lua/admit.lua`, end_ticket): no
+#: decoding on the hot path.
+Ticket = bytes
+
+NO_TICKET: Ticket = b""
+
+
+def ticket_sha(ticket: Ticket) -> str:
+    """The brief's SHA-1 in a ticket ('' if none)."""
+    return ticket[:40].decode() if ticket else ""
+
+
+#: How long the reaper keeps the deaths hash after the last death it counts. Nothing clears a
+#: job's count when it ends (that would cost every page a command): the hash expires instead,
+#: and a job that keeps killing its process is reaped far more often than this.
+DEATHS_KEPT_MS = 86_400_000
+
+#: A claimed job: its payload, the attempt number counted, and its ticket.
+Claim = tuple[bytes, int, Ticket]
+#: A job the claim acknowledged without a request: its payload and why ("stored", "in flight").
+Acknowledged = tuple[bytes, str]
 
 
 class EpochChanged(Exception):
@@ -35,8 +75,11 @@ class QueueStore:
 
     redis: Redis
     keys: Keys
+    limits: StoreLimits
     _scripts: Scripts
     _batch: ScriptBatcher
+    _admit_parts: list[str]
+    _inflight_parts: tuple[str, str]
 
     # --- claiming -------------------------------------------------------------------------
 
@@ -44,10 +87,16 @@ class QueueStore:
         """Set the epoch marker to `token` unless there is one; return the marker in force."""
         return _bytes(await self._scripts.init_epoch(keys=[self.keys.epoch], args=[token]))
 
-    async def claim(self, pool_id: str, count: int, *, epoch: bytes) -> list[tuple[bytes, int]]:
+    async def claim(
+        self, pool_id: str, count: int, *, epoch: bytes
+    ) -> tuple[list[Claim], list[Acknowledged]]:
         """Move up to `count` jobs into the processing list of `pool_id`, without waiting.
 
-        Each job's attempt is counted as it is claimed. Returns (job, attempt number) pairs.
+        Each job's attempt is counted as it is claimed, and its in-flight marker taken; a job
+        whose page is stored for the same jobId and brief, or a copy of one in flight, is
+        acknowledged instead (taken off the queue, not counted, `skipped` in its status).
+
+        Returns the claimed jobs and the acknowledged ones.
 
         Raises:
             EpochChanged: Redis lost its data since this process read `epoch`; nothing moved.
@@ -59,22 +108,47 @@ class QueueStore:
                 self.keys.attempts,
                 self.keys.epoch,
             ],
-            args=[count, epoch],
+            args=[count, epoch, self.limits.inflight_ttl_ms, *self._admit_parts],
         )
-        if len(flat) % 2:
+        if len(flat) % 3:
             raise EpochChanged
-        return [(_bytes(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
+        claimed: list[Claim] = []
+        acknowledged: list[Acknowledged] = []
+        for i in range(0, len(flat), 3):
+            attempt = flat[i + 1]
+            if attempt:
+                claimed.append((flat[i], attempt, flat[i + 2]))
+            else:
+                acknowledged.append((flat[i], _text(flat[i + 2])))
+        return claimed, acknowledged
 
     async def claim_blocking(self, pool_id: str, timeout_s: float) -> bytes | None:
         """Wait up to `timeout_s` for one job and move it into the processing list.
 
-        Its attempt is not counted yet: call `start` next.
+        Its attempt is not counted yet: call `claim_moved` next.
         """
         # Redis takes a fractional timeout; redis-py's annotation says int.
         item = await self.redis.blmove(
             self.keys.queue, self.keys.processing(pool_id), cast(int, timeout_s), "RIGHT", "LEFT"
         )
         return None if item is None else _bytes(item)
+
+    async def claim_moved(self, pool_id: str, raw: bytes, *, epoch: bytes) -> Claim | Acknowledged:
+        """`claim`'s check and count for a job `claim_blocking` moved: the claimed job, or the
+        acknowledged one (then taken out of the processing list).
+
+        Raises:
+            EpochChanged: Redis lost its data since this process read `epoch`.
+        """
+        out = await self._scripts.claim_one(
+            keys=[self.keys.processing(pool_id), self.keys.attempts, self.keys.epoch],
+            args=[raw, epoch, self.limits.inflight_ttl_ms, *self._admit_parts],
+        )
+        if len(out) == 1:
+            raise EpochChanged
+        if int(out[0]) == 0:
+            return raw, _text(out[1])
+        return raw, int(out[0]), _bytes(out[1])
 
     # --- one job's life -------------------------------------------------------------------
 
@@ -110,33 +184,46 @@ class QueueStore:
         page_json: bytes,
         now_ms: int,
         epoch: bytes,
+        ticket: Ticket = NO_TICKET,
+        usage: JobUsage | None = None,
     ) -> bool | None:
-        """Store a finished page and release its job.
+        """Store a finished page, add its cost to the ebook's ledger and release its job.
 
         Returns True if the page is new, False if it was already stored, None if the job was
         claimed before Redis lost its data (nothing written).
+
+        Args:
+            ticket: what the claim learnt of the job (brief, in-flight marker).
+            usage: what the job cost, for the ledger.
         """
+        # Main's eight keys and six arguments, plus three: the ticket (it names the in-flight
+        # marker, so the script needs no key or id for it), RESULT_TTL and the ledger, both
+        # already bytes. Each argument costs redis-py an encode on the hot path.
+        keys = self.keys
         new = await self._batch.call(
             self._scripts.complete,
             [
-                self.keys.processing(pool_id),
-                self.keys.queue,
-                self.keys.pages(ebook_id),
-                self.keys.status(ebook_id),
-                self.keys.page_errors(ebook_id),
-                self.keys.attempts,
-                self.keys.crashes,
-                self.keys.epoch,
+                keys.processing(pool_id),
+                keys.queue,
+                keys.pages(ebook_id),
+                keys.status(ebook_id),
+                keys.page_errors(ebook_id),
+                keys.attempts,
+                keys.crashes,
+                keys.epoch,
             ],
-            [raw, page_index, page_json, total, now_ms, epoch],
-        )
+            [
+                raw, page_index, page_json, total, now_ms, epoch, ticket,
+                self.limits.result_ttl_arg, usage.argv() if usage else NO_USAGE,
+            ],
+        )  # fmt: skip
         return None if new == LOST else bool(new)
 
     async def give_back(self, pool_id: str, raw: bytes, *, refund: bool) -> bool:
         """Return a claimed job to the head of the queue; `refund` un-counts its last attempt."""
         moved = await self._scripts.give_back(
             keys=[self.keys.processing(pool_id), self.keys.queue, self.keys.attempts],
-            args=[raw, "1" if refund else ""],
+            args=[raw, "1" if refund else "", *self._inflight_parts],
         )
         return bool(moved)
 
@@ -173,7 +260,7 @@ class QueueStore:
                 self.keys.heartbeat(pool_id),
                 self.keys.pools,
             ],
-            args=[pool_id, *refund],
+            args=[pool_id, *self._inflight_parts, *refund],
         )
         return int(n)
 
@@ -210,8 +297,10 @@ class QueueStore:
                     self.keys.processing(pool_id),
                     self.keys.queue,
                     self.keys.pools,
+                    self.keys.attempts,
+                    self.keys.deaths,
                 ],
-                args=[pool_id],
+                args=[pool_id, self.limits.max_attempts, *self._inflight_parts, DEATHS_KEPT_MS],
             )
             if int(n) >= 0:
                 reaped[pool_id] = int(n)

@@ -50,8 +50,15 @@ def page_record(
     duration_s: float,
     now_ms: int,
     pool_id: str,
+    brief_sha: str = "",
+    cache_hit: bool = False,
 ) -> bytes:
-    """The JSON stored in the ebook's pages hash for one finished page."""
+    """The JSON stored in the ebook's pages hash for one finished page.
+
+    Args:
+        brief_sha: SHA-1 of the job's brief as the claim script read it (idempotency).
+        cache_hit: the page came from the result cache, not from a request.
+    """
     record: dict[str, Any] = {
         "v": 1,
         "jobId": job.id,
@@ -67,7 +74,12 @@ def page_record(
         "durationMs": round(duration_s * 1000),
         "generatedAt": now_ms,
         "poolId": pool_id,
+        "title": job.title,
     }
+    if brief_sha:
+        record["briefSha1"] = brief_sha
+    if cache_hit:
+        record["cacheHit"] = True
     if job.metadata is not None:
         record["metadata"] = job.metadata
     return json_bytes(record)

@@ -46,6 +46,7 @@ class Scripts:
 
         self.init_epoch = load("init_epoch")
         self.claim = load("claim")
+        self.claim_one = load("claim_one")
         self.start = load("start")
         self.mark_started = load("mark_started")
         self.complete = load("complete")

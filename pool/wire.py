@@ -31,6 +31,7 @@ __all__ = [
     "WIRE_MODELS",
     "EbookStatusHash",
     "FailedEntryRecord",
+    "LedgerTotals",
     "PageJob",
     "PageRecord",
     "PoolSnapshot",
@@ -48,6 +49,8 @@ _Count = Annotated[int, Field(strict=True, ge=0)]
 _EpochMs = Annotated[int, Field(strict=True, ge=0, description="Epoch milliseconds.")]
 # Status hash values are strings: counters and times as decimal digits.
 _Digits = Annotated[str, Field(pattern=r"^[0-9]+$")]
+_Decimal = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?$")]
+_Usd = Annotated[float, Field(ge=0)]
 EbookStateName = Literal["queued", "generating", "done", "failed", "partial"]
 FailureKindName = Literal["invalid", "fatal", "exhausted", "poison"]
 
@@ -81,6 +84,15 @@ class PageRecord(_Record):
     duration_ms: _Count = Field(description="From the first attempt's start to the page.")
     generated_at: _EpochMs = Field(description="When it was stored, epoch ms.")
     pool_id: str = Field(description="The pool process that wrote it.")
+    title: str | None = Field(default=None, description="The ebook's title, as the job gave it.")
+    brief_sha1: Annotated[str, Field(pattern=r"^[0-9a-f]{40}$")] | None = Field(
+        default=None,
+        description="SHA-1 of the job's brief (idempotency: a copy with the same jobId and brief "
+        "is skipped).",
+    )
+    cache_hit: bool | None = Field(
+        default=None, description="True when the page came from the result cache (CACHE_TTL)."
+    )
     metadata: dict[str, Any] | None = Field(
         default=None, description="The job's metadata, only if it had one."
     )
@@ -100,6 +112,28 @@ class EbookStatusHash(_Record):
     updated_at: _Digits | None = Field(default=None, description="Epoch ms of the last change.")
     finished_at: _Digits | None = Field(
         default=None, description="Epoch ms the state last became terminal; absent while pending."
+    )
+    # The ledger (docs/contract.md, "The ledger"): each field absent until it is not zero.
+    skipped: _Digits | None = Field(
+        default=None, description="Copies of a job acknowledged without an API request."
+    )
+    requests: _Digits | None = Field(default=None, description="API requests made, failed too.")
+    prompt_tokens: _Digits | None = Field(
+        default=None, description="Prompt tokens of the requests that wrote a stored page."
+    )
+    completion_tokens: _Digits | None = Field(
+        default=None, description="Completion tokens of the requests that wrote a stored page."
+    )
+    wasted_tokens: _Digits | None = Field(
+        default=None, description="Tokens billed for requests that gave no page."
+    )
+    cost_usd: _Decimal | None = Field(
+        default=None, description="All of the above at the pool's prices, US dollars."
+    )
+    cache_hits: _Digits | None = Field(default=None, description="Pages from the result cache.")
+    cache_misses: _Digits | None = Field(default=None, description="Result cache misses.")
+    tokens_saved: _Digits | None = Field(
+        default=None, description="Tokens the result cache's hits would have cost."
     )
 
 
@@ -172,6 +206,32 @@ class PoolSnapshot(_Record):
     uptime_seconds: float | None = None
     paused: str | None = Field(default=None, description="Why it is paused, null if it is not.")
     at: _EpochMs | None = Field(default=None, description="When it sent this heartbeat.")
+    # The process's ledger since it started (pool.ledger.LedgerStats).
+    requests: _Count | None = Field(default=None, description="API requests, failed ones too.")
+    prompt_tokens: _Count | None = None
+    completion_tokens: _Count | None = None
+    wasted_tokens: _Count | None = Field(
+        default=None, description="Tokens billed for requests that gave no page."
+    )
+    cost_usd: _Usd | None = Field(default=None, description="US dollars at the pool's prices.")
+    skipped: _Count | None = Field(default=None, description="Copies acknowledged, no request.")
+    cache_hits: _Count | None = None
+    cache_misses: _Count | None = None
+    tokens_saved: _Count | None = None
+
+
+class LedgerTotals(_Record):
+    """The live pool processes' ledgers added up (`ebook-pool stats`)."""
+
+    requests: _Count
+    prompt_tokens: _Count
+    completion_tokens: _Count
+    wasted_tokens: _Count
+    cost_usd: _Usd
+    skipped: _Count
+    cache_hits: _Count
+    cache_misses: _Count
+    tokens_saved: _Count
 
 
 class PoolStats(_Record):
@@ -180,6 +240,9 @@ class PoolStats(_Record):
     queue_depth: _Count = Field(description="Jobs waiting in the queue.")
     in_flight: _Count = Field(description="Jobs claimed by a pool process and not finished.")
     failed: _Count = Field(description="Entries in the failed list.")
+    ledger: LedgerTotals | None = Field(
+        default=None, description="The live processes' ledgers added up, since they started."
+    )
     pools: list[PoolSnapshot] = Field(description="Live pool processes.")
 
 

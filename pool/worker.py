@@ -24,6 +24,7 @@ from loguru import logger
 from redis.asyncio import Redis
 
 from pool.attempts import AttemptLedger
+from pool.cache import PageCache
 from pool.claimer import Claimed, Claimer
 from pool.clock import monotonic, now_ms
 from pool.config import PoolSettings
@@ -31,14 +32,17 @@ from pool.events import EventKind, PoolEvents
 from pool.generation import PageGenerator
 from pool.jobrun import BeforeRequest, JobRunner, no_pacing
 from pool.keys import Keys
+from pool.ledger import LedgerStats
 from pool.liveness import Liveness, Pauser
 from pool.logs import flush_page_lines
 from pool.outage import RedisGuard, wait_reason
 from pool.outcomes import OutcomeWriter
+from pool.pricing import PriceTable
+from pool.queue import Ticket
 from pool.ratelimit import BudgetSnapshot, Governor, read_budgets
 from pool.runtime import PoolContext, Stopping, cancel_all
 from pool.stats import Stats, format_stats, stats_fields
-from pool.store import Store
+from pool.store import Store, StoreLimits
 
 __all__ = ["Pool"]
 
@@ -62,6 +66,9 @@ class Pool:
         governor: the rate-limit budget shared by every process (`pool.ratelimit.Governor`);
             every request waits for it, and CONCURRENT_WORKERS becomes a ceiling of the
             requests in flight. None: requests go out unpaced (RATE_LIMIT_GOVERNOR=false).
+        pricing: the price table of the ledger (`pool.pricing`); the built-in one if None.
+        cache: the result cache (CACHE_TTL), None when it is off; a hit is neither paced nor
+            a request.
     """
 
     def __init__(
@@ -75,17 +82,22 @@ class Pool:
         events: PoolEvents | None = None,
         before_request: BeforeRequest = no_pacing,
         governor: Governor | None = None,
+        pricing: PriceTable | None = None,
+        cache: PageCache | None = None,
     ) -> None:
         self.settings = settings
         self.governor = governor
+        self.pricing = pricing or PriceTable()  # the ledger's prices (metrics use them too)
         self._redis = redis
         self.generator = generator
         self.keys = keys or Keys(settings.key_prefix)
-        self.store = Store(redis, self.keys)
+        self.store = Store(redis, self.keys, limits=StoreLimits.from_settings(settings))
         self.id = pool_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.events = events or PoolEvents()
         self.stats = Stats()
         self.events.subscribe(self.stats.on_event, Stats.KINDS)
+        self.ledger_stats = LedgerStats()
+        self.events.subscribe(self.ledger_stats.on_event, LedgerStats.KINDS)
         ctx = self._ctx = PoolContext(
             pool_id=self.id, settings=settings, store=self.store, events=self.events
         )
@@ -108,6 +120,8 @@ class Pool:
             ledger=self._ledger,
             pauser=self._pauser,
             before_request=before_request,
+            pricing=self.pricing,
+            cache=cache,
             governor=governor,
         )
         self._liveness.on_data_lost.append(self._runner.forget_started_ebooks)
@@ -247,19 +261,19 @@ class Pool:
             claimed = await self._handoff.get()
             if claimed is None:
                 return
-            raw, attempt, epoch = claimed
+            raw, attempt, epoch, ticket = claimed
             announce = events.wants(EventKind.JOB_STARTED)  # skip building unwanted events
             try:
                 stats.active += 1
                 if announce:
                     events.emit(EventKind.JOB_STARTED, raw=raw, worker=n, attempt=attempt)
                 try:
-                    await self._runner.handle(n, raw, attempt, epoch)
+                    await self._runner.handle(n, raw, attempt, epoch, ticket)
                 except (Stopping, asyncio.CancelledError):
                     raise
                 except Exception as exc:
                     # Not a failure of the page (those are handled) but of the pool on this job.
-                    await self._crashed(n, raw, epoch, exc)
+                    await self._crashed(n, raw, epoch, exc, ticket)
                 finally:
                     stats.active -= 1
                     if announce:
@@ -280,8 +294,10 @@ class Pool:
         limit = max((b["concurrency"] for b in budgets), default=1)  # first: the scout alone
         return limit + _CLAIM_AHEAD - (self.stats.active + self._handoff.qsize())
 
-    async def _crashed(self, n: int, raw: bytes, epoch: bytes, exc: Exception) -> None:
-        await self._runner.crashed(n, raw, epoch, exc)
+    async def _crashed(
+        self, n: int, raw: bytes, epoch: bytes, exc: Exception, ticket: Ticket
+    ) -> None:
+        await self._runner.crashed(n, raw, epoch, exc, ticket)
 
     # --- stats ------------------------------------------------------------------------------
 
@@ -343,5 +359,6 @@ class Pool:
             "paused": self.pause_reason,
             "at": now_ms(),
             **snap,
+            **self.ledger_stats.snapshot(),
             **({"governor": self.governor.snapshot()} if self.governor is not None else {}),
         }

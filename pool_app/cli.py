@@ -27,6 +27,7 @@ from pool.clock import now_ms
 from pool.config import ConfigError, PoolSettings, load_settings, mask_url
 from pool.connections import command_redis
 from pool.deadletters import FailedEntry
+from pool.ebooks import TERMINAL_STATES, delete_ebook
 from pool.job import InvalidJob
 from pool.keys import Keys
 from pool.logs import configure_logging
@@ -36,6 +37,7 @@ from pool.store import Store
 from pool.wire import job_schema, schema_files, wire_schemas
 from pool_app import eventloop
 from pool_app.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from pool_app.export import FORMATS, read_book, render
 from pool_app.health import health_app, serving
 from pool_app.producer import (
     EbookExists,
@@ -62,6 +64,7 @@ from pool_app.wiring import (
     build_generator,
     build_metrics,
     build_pool,
+    build_pricing,
     build_publisher,
     check_credentials,
     describe_generator,
@@ -152,6 +155,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stats", help="Show the queue and the live pool processes.")
     p.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
     p.set_defaults(handler=_cmd_stats)
+
+    p = sub.add_parser("export", help="Write one ebook as a book: Markdown, HTML or EPUB.")
+    p.add_argument("ebook_id", metavar="EBOOK_ID")
+    p.add_argument("--format", choices=FORMATS, default="md", help="File format (default: md).")
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="PATH",
+        help="File to write (default: EBOOK_ID.FORMAT; - = stdout).",
+    )
+    p.set_defaults(handler=_cmd_export)
+
+    p = sub.add_parser(
+        "delete", help="Delete every key of one ebook (status, pages, errors, events stream)."
+    )
+    p.add_argument("ebook_id", metavar="EBOOK_ID")
+    p.set_defaults(handler=_cmd_delete)
 
     p = sub.add_parser("failed", help="List, retry or purge failed jobs (the dead letters).")
     _add_failed_actions(p)
@@ -257,6 +277,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     settings = load_settings(PoolSettings, **flag)
     gen_settings = load_settings(GeneratorSettings)
     check_credentials(gen_settings)
+    build_pricing(settings)  # a bad PRICE_TABLE_FILE stops here, exit 2
     configure_logging(
         fmt=settings.log_format,
         level=settings.log_level,
@@ -272,7 +293,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 async def _run_pool(settings: PoolSettings, gen_settings: GeneratorSettings) -> int:
     generator = build_generator(gen_settings, workers=settings.concurrent_workers)
-    redis, pool = build_pool(settings, generator)
+    redis, pool = build_pool(settings, generator, default_model=gen_settings.openai_model)
     publisher = build_publisher(pool, redis, settings)
     try:
         logger.info(f"[Worker Pool] Generator: {describe_generator(gen_settings)}")
@@ -466,6 +487,48 @@ def _cmd_stats(args: argparse.Namespace) -> int:
             print(json.dumps(pools_report_json(data), ensure_ascii=False))
         else:
             print(format_pools_report(data))
+        return EXIT_OK
+
+    return _one_shot(work)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    async def work(redis: Redis, keys: Keys) -> int:
+        book = await read_book(redis, keys, args.ebook_id)
+        if book is None:
+            raise CommandError(f"unknown ebook {args.ebook_id} (no status and no pages)")
+        data = render(book, args.format)
+        if str(args.out) == "-":
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
+            return EXIT_OK
+        safe_id = re.sub(r"[^A-Za-z0-9_.-]", "_", args.ebook_id)
+        path: Path = args.out or Path(f"{safe_id}.{args.format}")
+        try:
+            await asyncio.to_thread(path.write_bytes, data)
+        except OSError as exc:
+            raise CommandError(f"--out: {exc.strerror or exc}: {path}") from None
+        done = sum(1 for c in book.chapters if c.content is not None)
+        print(
+            f"Wrote {path}: {done}/{len(book.chapters)} pages of {book.title!r}.", file=sys.stderr
+        )
+        return EXIT_OK
+
+    return _one_shot(work)
+
+
+def _cmd_delete(args: argparse.Namespace) -> int:
+    async def work(redis: Redis, keys: Keys) -> int:
+        status = await read_status(redis, keys, args.ebook_id)
+        n = await delete_ebook(redis, keys, args.ebook_id)
+        if n == 0:
+            raise CommandError(f"unknown ebook {args.ebook_id} (no key to delete)")
+        print(f"Deleted {n} keys of ebook {args.ebook_id}.")
+        if status is not None and status["state"] not in TERMINAL_STATES:
+            print(
+                f"It was {status['state']}: jobs still queued or running will write it again.",
+                file=sys.stderr,
+            )
         return EXIT_OK
 
     return _one_shot(work)

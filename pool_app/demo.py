@@ -11,7 +11,8 @@ It picks the best Redis it can find, and the real API only if there is a key:
   simulator in this process, which writes simulated placeholder text.
 
 Then it queues a 12-page sample ebook exactly as a producer would, runs a real `Pool` on it
-with a progress bar, writes the book to out/<ebook-id>.md and prints the [Stats] line.
+with a progress bar, writes the book to out/<ebook-id>.md and .epub (`pool_app.export`, what
+`ebook-pool export` writes) and prints the [Stats] line.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from pool.logs import configure_logging
 from pool.stats import format_stats
 from pool.store import Store
 from pool.worker import Pool
+from pool_app import export
 from pool_app.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from pool_app.producer import (
     TERMINAL_STATES,
@@ -160,13 +162,15 @@ async def _demo(
 
         pages = await read_pages(redis, keys, ebook_id)
         errors = await read_errors(redis, keys, ebook_id)
-        path = _write(out_dir / f"{ebook_id}.md", render_markdown(pages, errors))
+        book = _book(pages, errors, ebook_id=ebook_id)
+        path = _write(out_dir / f"{ebook_id}.md", export.render_markdown(book).encode())
+        epub_path = _write(out_dir / f"{ebook_id}.epub", export.render_epub(book))
         depth = await Store(redis, keys).queue_depth()
         _say(
             f"Ebook {ebook_id}: {status['state']}, {status['done']}/{status['total']} pages "
             f"in {time.monotonic() - started:.1f}s."
         )
-        _say(f"Wrote {path}")
+        _say(f"Wrote {path} and {epub_path.name}")
         _say(format_stats(pool.stats.snapshot(), queue_depth=depth))
         return EXIT_OK if status["state"] == EbookState.DONE else EXIT_FAILED
     raise AssertionError("unreachable")  # pragma: no cover - the exit stack never swallows
@@ -174,17 +178,16 @@ async def _demo(
 
 def render_markdown(pages: Mapping[int, Mapping[str, Any]], errors: Mapping[int, str]) -> str:
     """The sample ebook as one Markdown document, pages in order; a failed page says why."""
-    parts = [f"# {SAMPLE_TITLE}\n", f"_{SAMPLE_TOPIC}_\n", "## Contents\n"]
-    parts.append("\n".join(f"{i + 1}. {h}" for i, h in enumerate(SAMPLE_OUTLINE)) + "\n")
-    for index, heading in enumerate(SAMPLE_OUTLINE):
-        parts.append(f"<!-- page {index + 1} of {len(SAMPLE_OUTLINE)} -->")
-        page = pages.get(index)
-        if page is not None:
-            parts.append(str(page["content"]).strip() + "\n")
-        else:
-            reason = errors.get(index, "not generated")
-            parts.append(f"## {heading}\n\n> This page could not be written: {reason}\n")
-    return "\n".join(parts)
+    return export.render_markdown(_book(pages, errors, ebook_id="sample"))
+
+
+def _book(
+    pages: Mapping[int, Mapping[str, Any]], errors: Mapping[int, str], *, ebook_id: str
+) -> export.Book:
+    return export.book_from(
+        ebook_id, pages, errors, total=len(SAMPLE_OUTLINE), title=SAMPLE_TITLE,
+        subtitle=SAMPLE_TOPIC, headings=dict(enumerate(SAMPLE_OUTLINE)),
+    )  # fmt: skip
 
 
 # --- Redis ------------------------------------------------------------------------------------
@@ -304,9 +307,9 @@ def _log_to(settings: PoolSettings, gen_settings: GeneratorSettings, stream: Any
     )
 
 
-def _write(path: Path, text: str) -> Path:
+def _write(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    path.write_bytes(data)
     return path
 
 

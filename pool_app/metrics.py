@@ -32,7 +32,7 @@ from prometheus_client.core import (
 
 from pool.clock import monotonic
 from pool.events import EventKind, PoolEvent
-from pool_app.pricing import cost_usd
+from pool.pricing import PriceTable
 
 __all__ = ["FAILURE_REASONS", "PoolMetrics", "add_metrics_route"]
 
@@ -98,7 +98,8 @@ class PoolMetrics:
         pool: read at scrape time (in flight, paused, and Redis through its store).
         concurrency_limit: CONCURRENT_WORKERS (until the rate-limit governor sets a limit).
         default_model: OPENAI_MODEL, the model of a job that names none (for the cost).
-        price: USD of one request (model, prompt tokens, completion tokens).
+        price: USD of one request (model, prompt tokens, completion tokens); the ledger's
+            built-in prices (`pool.pricing`) if None (`build_metrics` passes the pool's).
     """
 
     def __init__(
@@ -107,16 +108,16 @@ class PoolMetrics:
         *,
         concurrency_limit: int,
         default_model: str,
-        price: Callable[[str, int, int], float] = cost_usd,
+        price: Callable[[str, int, int], float] | None = None,
     ) -> None:
         self._pool = pool
         self._concurrency_limit = concurrency_limit
         self._default_model = default_model
-        self._price = price
+        self._price = price or PriceTable().cost_usd
         self.succeeded = 0
         self.failed = dict.fromkeys(FAILURE_REASONS, 0)
         self.retried = 0
-        self.skipped = 0  # TODO(ledger): counted once the ledger skips pages already stored
+        self.skipped = 0  # JOB_SKIPPED: acknowledged at claim without a request
         self.requests_ok = 0
         self.requests_failed = 0
         self.rate_limited = 0
@@ -138,6 +139,7 @@ class PoolMetrics:
             EventKind.JOB_RETRIED: self._retried,
             EventKind.JOB_SUCCEEDED: self._succeeded,
             EventKind.JOB_FAILED: self._failed,
+            EventKind.JOB_SKIPPED: self._skipped,
         }
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
@@ -189,6 +191,9 @@ class PoolMetrics:
     def _succeeded(self, _: PoolEvent) -> None:
         self.succeeded += 1
 
+    def _skipped(self, _: PoolEvent) -> None:
+        self.skipped += 1
+
     def _failed(self, event: PoolEvent) -> None:
         reason = event.error_type or "exhausted"
         self.failed[reason] = self.failed.get(reason, 0) + 1
@@ -224,7 +229,9 @@ class PoolMetrics:
         yield failed
         yield _counter("ebook_pool_pages_retried", "Attempts followed by a retry.", self.retried)
         yield _counter(
-            "ebook_pool_pages_skipped", "Pages skipped as already stored (ledger).", self.skipped
+            "ebook_pool_pages_skipped",
+            "Jobs acknowledged without a request (page stored, or a copy in flight).",
+            self.skipped,
         )
         attempts = CounterMetricFamily(
             "ebook_pool_attempts",

@@ -27,6 +27,20 @@ __all__ = [
 ]
 
 _ERROR_WIDTH = 70
+_LEDGER_TOTALS = (
+    "requests",
+    "promptTokens",
+    "completionTokens",
+    "wastedTokens",
+    "costUsd",
+    "cacheHits",
+    "cacheMisses",
+    "tokensSaved",
+)
+
+
+def _usd(value: Any) -> str:
+    return "-" if value is None else f"${float(value):.4f}"
 
 
 def status_data(
@@ -65,6 +79,8 @@ def status_data(
         "startedAt": status["started_at"],
         "updatedAt": status["updated_at"],
         "finishedAt": status["finished_at"],
+        "skipped": status["skipped"],
+        "ledger": dict(status["ledger"]),
         "pages": rows,
     }
 
@@ -84,6 +100,17 @@ def format_status(data: Mapping[str, Any]) -> str:
         ("Finished", "finishedAt"),
     ):
         lines.append(f"{label:<9} {_when(data[key])}")
+    ledger = data["ledger"]
+    lines.append(
+        f"Cost      {_usd(ledger['costUsd'])}: {ledger['requests']} requests, "
+        f"{ledger['promptTokens']} prompt + {ledger['completionTokens']} completion tokens, "
+        f"{ledger['wastedTokens']} wasted"
+    )
+    if data["skipped"] or ledger["cacheHits"] or ledger["cacheMisses"]:
+        lines.append(
+            f"Saved     {data['skipped']} copies skipped, {ledger['cacheHits']} cache hits "
+            f"({ledger['tokensSaved']} tokens), {ledger['cacheMisses']} misses"
+        )
     rows = [
         (
             str(p["pageIndex"]),
@@ -109,12 +136,18 @@ def pools_report_data(
     pools: Mapping[str, Mapping[str, Any]],
     budgets: Sequence[BudgetSnapshot] = (),
 ) -> dict[str, Any]:
-    """The queue's counters, every live pool process's last heartbeat (as stored), and the
-    rate-limit budgets (`pool.ratelimit.read_budgets`)."""
+    """The queue's counters, the ledger summed over the live pool processes, every live pool
+    process's last heartbeat (as stored), and the rate-limit budgets
+    (`pool.ratelimit.read_budgets`)."""
+    totals = {
+        name: sum(p.get(name) or 0 for p in pools.values()) for name in (*_LEDGER_TOTALS, "skipped")
+    }
+    totals["costUsd"] = round(totals["costUsd"], 6)
     return {
         "queueDepth": queue_depth,
         "inFlight": in_flight,
         "failed": failed,
+        "ledger": totals,
         "pools": [dict(snapshot, id=pool_id) for pool_id, snapshot in pools.items()],
         "budgets": [dict(b) for b in budgets],
     }
@@ -159,6 +192,12 @@ def format_pools_report(data: Mapping[str, Any]) -> str:
         f"Failed       {data['failed']}",
         f"Pools        {len(pools)} live",
     ]
+    t = data["ledger"]
+    lines.append(
+        f"Cost         {_usd(t['costUsd'])} since the live processes started: "
+        f"{t['requests']} requests, {t['promptTokens'] + t['completionTokens']} tokens, "
+        f"{t['wastedTokens']} wasted, {t['skipped']} skipped, {t['cacheHits']} cache hits"
+    )
     if pools:
         rows = [
             (
@@ -169,6 +208,9 @@ def format_pools_report(data: Mapping[str, Any]) -> str:
                 _cell(p.get("success")),
                 _cell(p.get("failed")),
                 _rate(p.get("pages_per_min")),
+                _cell(p.get("requests")),
+                _cell(p.get("wastedTokens")),
+                _usd(p.get("costUsd")),
                 _uptime(p.get("uptime_s")),
                 f"PAUSED: {p['paused']}" if p.get("paused") else "running",
             )
@@ -184,6 +226,9 @@ def format_pools_report(data: Mapping[str, Any]) -> str:
                 "Success",
                 "Failed",
                 "Pages/min",
+                "Requests",
+                "Wasted",
+                "Cost",
                 "Uptime",
                 "State",
             ),

@@ -9,11 +9,13 @@ from urllib.parse import urlsplit
 from loguru import logger
 from redis.asyncio import Redis
 
+from pool.cache import PageCache, RedisPageCache
 from pool.config import PoolSettings
 from pool.connections import pool_redis
 from pool.ebook_events import EbookEventPublisher
 from pool.generation import PageGenerator
 from pool.keys import Keys
+from pool.pricing import PriceTable, load_price_table
 from pool.ratelimit import ApiIdentity, Governor
 from pool.shared import ConfigError, mask_url
 from pool.worker import Pool
@@ -23,10 +25,12 @@ if TYPE_CHECKING:  # the generator (and the openai SDK) is imported only when on
     from generator import GeneratorSettings, OpenAIPageGenerator
 
 __all__ = [
+    "build_cache",
     "build_generator",
     "build_governor",
     "build_metrics",
     "build_pool",
+    "build_pricing",
     "build_publisher",
     "check_credentials",
     "describe_generator",
@@ -34,15 +38,59 @@ __all__ = [
 ]
 
 
-def build_pool(settings: PoolSettings, generator: PageGenerator) -> tuple[Redis, Pool]:
+def build_pool(
+    settings: PoolSettings, generator: PageGenerator, *, default_model: str | None = None
+) -> tuple[Redis, Pool]:
     """The pool's Redis client (a blocking pool sized from CONCURRENT_WORKERS) and the pool,
-    with the rate-limit governor (`build_governor`).
+    with the rate-limit governor (`build_governor`), the ledger's prices and, if CACHE_TTL is
+    set, the result cache.
 
     The caller runs the pool and closes the client.
+
+    Args:
+        default_model: OPENAI_MODEL, the model of a job that names none (for its price).
+
+    Raises:
+        ConfigError: a bad PRICE_TABLE_FILE, or CACHE_TTL with a generator that cannot name
+            its requests.
     """
     redis = pool_redis(settings)
-    governor = build_governor(settings, generator, redis)
-    return redis, Pool(redis=redis, generator=generator, settings=settings, governor=governor)
+    pool = Pool(
+        redis=redis,
+        generator=generator,
+        settings=settings,
+        governor=build_governor(settings, generator, redis),
+        pricing=build_pricing(settings, default_model=default_model),
+        cache=build_cache(settings, redis, generator),
+    )
+    return redis, pool
+
+
+def build_pricing(settings: PoolSettings, *, default_model: str | None = None) -> PriceTable:
+    """The ledger's prices: the built-in table with PRICE_TABLE_FILE and OPENAI_PRICE_* over it."""
+    return load_price_table(
+        file=settings.price_table_file,
+        input_per_1m=settings.openai_price_input_per_1m,
+        output_per_1m=settings.openai_price_output_per_1m,
+        default_model=default_model,
+    )
+
+
+def build_cache(settings: PoolSettings, redis: Redis, generator: PageGenerator) -> PageCache | None:
+    """The result cache if CACHE_TTL is set, keyed by the generator's `request_key`.
+
+    Raises:
+        ConfigError: CACHE_TTL is set but the generator has no `request_key`.
+    """
+    if settings.cache_ttl == 0:
+        return None
+    request_key = getattr(generator, "request_key", None)
+    if request_key is None:
+        raise ConfigError(f"CACHE_TTL: {type(generator).__name__} cannot name its requests")
+    return RedisPageCache(
+        redis=redis, keys=Keys(settings.key_prefix), request_key=request_key,
+        ttl_ms=settings.cache_ttl,
+    )  # fmt: skip
 
 
 def build_governor(
@@ -67,13 +115,17 @@ def build_governor(
 
 def build_metrics(pool: Pool, settings: PoolSettings, *, default_model: str) -> PoolMetrics:
     """The pool's Prometheus metrics, subscribed to its events; serve them with
-    `pool_app.health.health_app(..., metrics=...)`.
+    `pool_app.health.health_app(..., metrics=...)`. The cost is priced with the pool's
+    ledger prices (`Pool.pricing`, `pool.pricing`).
 
     Args:
         default_model: OPENAI_MODEL, for the cost of jobs that name no model.
     """
     metrics = PoolMetrics(
-        pool, concurrency_limit=settings.concurrent_workers, default_model=default_model
+        pool,
+        concurrency_limit=settings.concurrent_workers,
+        default_model=default_model,
+        price=pool.pricing.cost_usd,
     )
     pool.events.subscribe(metrics.on_event)
     return metrics

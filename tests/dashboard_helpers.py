@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from pool import GeneratedPage, PoolSettings
 from pool.deadletters import failed_entry
 from pool.keys import Keys
+from pool.ledger import JobUsage
 from pool.records import page_record
 from pool.store import Store
 from pool_app.dashboard import dashboard_app
@@ -38,10 +39,12 @@ async def seed(redis: Redis, keys: Keys = KEYS) -> dict[str, Any]:
     await enqueue_ebook(redis, keys, build_jobs(ebook_id="book-2", title="Book two", pages=2))
     store = Store(redis, keys)
     epoch = await store.init_epoch(b"epoch-1")
-    claimed = dict(await store.claim(POOL_ID, 3, epoch=epoch))
-    raws = sorted(claimed, key=lambda raw: json.loads(raw)["pageIndex"])
+    claimed, _ = await store.claim(POOL_ID, 3, epoch=epoch)
+    raws = sorted((raw for raw, _, _ in claimed), key=lambda raw: json.loads(raw)["pageIndex"])
     assert [json.loads(r)["ebookId"] for r in raws] == ["book-1"] * 3
     page = GeneratedPage(content=PAGE_0, model="fake-model", prompt_tokens=11, completion_tokens=22)
+    usage = JobUsage()  # what the ledger adds: one request at a made-up price
+    usage.request_ended(prompt_tokens=11, completion_tokens=22, cost_usd=0.25, page=True)
     await store.complete(
         POOL_ID,
         raws[0],
@@ -53,6 +56,7 @@ async def seed(redis: Redis, keys: Keys = KEYS) -> dict[str, Any]:
         ),
         now_ms=1_000,
         epoch=epoch,
+        usage=usage,
     )
     await store.fail(
         POOL_ID,

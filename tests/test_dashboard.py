@@ -15,6 +15,7 @@ from pool.control import pool_paused_by_operator
 from pool.store import Store
 from pool_app.dashboard import READ_ONLY_WHY, TOKEN_HEADER
 from pool_app.dashboard.data import failed_id
+from pool_app.export import read_book, render_markdown
 from tests.dashboard_helpers import (
     KEYS,
     PAGE_0,
@@ -92,9 +93,9 @@ async def test_overview_shows_queue_processes_ebooks_and_failed_jobs(
         "createdAt": 0,
         "updatedAt": 0,
         "finishedAt": None,
-        "cost": None,
+        "cost": 0.25,
     }
-    assert books["book-2"]["state"] == "queued"
+    assert books["book-2"]["state"] == "queued" and books["book-2"]["cost"] == 0
     fatal, invalid = sorted(data["failed"], key=lambda f: f["errorType"])
     assert fatal["ebookId"] == "book-1" and fatal["pageIndex"] == 1 and fatal["retryable"]
     assert invalid["errorType"] == "invalid" and not invalid["retryable"]
@@ -151,20 +152,35 @@ async def test_ebook_page_renders_markdown_and_never_its_html(
         assert "HTTP 400 content_filter: &lt;b&gt;refused&lt;/b&gt;" in html  # the failure
         assert "33 prompt" not in html and "11 prompt + 22 completion tokens" in html
     assert api["pages"][0]["content"] == PAGE_0  # the Markdown itself, as JSON text
-    assert api["cost"] is None and api["failedJobs"][0]["errorType"] == "fatal"
+    assert api["cost"] == 0.25 and api["failedJobs"][0]["errorType"] == "fatal"
+    assert api["ledger"]["requests"] == 1 and api["ledger"]["promptTokens"] == 11
+    assert '<b id="e-cost">$0.2500</b><small>1 requests, 0 tokens wasted</small>' in text
 
 
 async def test_export_is_the_pages_in_order_with_the_gaps_named(
     redis_server: RedisServer, redis: Redis
 ) -> None:
+    """The export buttons serve `pool_app.export`'s files: the CLI's Markdown, HTML and EPUB."""
     await seed(redis)
     async with dashboard(settings_for(redis_server.url)) as client:
         resp = await client.get("/ebook/export.md?id=book-1")
         text = await resp.text()
+        html_resp = await client.get("/ebook/export.html?id=book-1")
+        html_text = await html_resp.text()
+        epub_resp = await client.get("/ebook/export.epub?id=book-1")
+        epub_bytes = await epub_resp.read()
+        assert (await client.get("/ebook/export.pdf?id=book-1")).status == 404
+        assert (await client.get("/ebook/export.md?id=nope")).status == 404
     assert resp.content_type == "text/markdown"
     assert resp.headers["Content-Disposition"] == 'attachment; filename="book-1.md"'
-    assert text.index("## The **first** page") < text.index("<!-- page 2 failed: HTTP 400")
-    assert "<!-- page 3 is not written yet -->" in text
+    book = await read_book(redis, KEYS, "book-1")
+    assert book is not None and text == render_markdown(book)
+    assert text.startswith("# Book one\n")
+    assert text.index("## The **first** page") < text.index("could not be written: HTTP 400")
+    assert "> This page is not written yet." in text
+    assert html_resp.content_type == "text/html"
+    assert "&lt;script&gt;alert" in html_text and "<script>alert" not in html_text
+    assert epub_resp.content_type == "application/epub+zip" and epub_bytes[:2] == b"PK"
 
 
 async def test_without_a_token_the_dashboard_is_read_only(

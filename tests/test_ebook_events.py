@@ -116,6 +116,41 @@ async def test_a_failed_page_has_its_reason_and_the_ebook_ends_partial(redis: Re
     assert (events[-1]["done"], events[-1]["failed"]) == (1, 1)
 
 
+async def test_a_copy_pushed_again_is_a_skipped_page_event_then_the_final_state(
+    redis: Redis,
+) -> None:
+    """The same jobs pushed again after the ebook is done: one `skipped` page event per copy
+    (reason "stored", no attempts, no tokens), no request, and the stream still ends on done."""
+    gen = FakeGenerator()
+    settings = fast_settings()
+    pool = Pool(redis=redis, generator=gen, settings=settings)
+    publisher = build_publisher(pool, redis, settings)
+    assert publisher is not None
+    async with running(pool):
+        await push(redis, *[job("again", i, 2) for i in range(2)])
+
+        async def done() -> bool:
+            return await redis.hget(KEYS.status("again"), "state") == b"done"
+
+        await wait_until(done, what="the ebook")
+        await push(redis, *[job("again", i, 2) for i in range(2)])
+
+        async def skipped() -> bool:
+            events = [e for _, e, _ in await _stream(redis, "again")]
+            return sum(e.get("outcome") == "skipped" for e in events) == 2
+
+        await wait_until(skipped, what="two skipped page events")
+    await publisher.drain(5.0)
+    assert len(gen.calls) == 2
+    events = [e for _, e, _ in await _stream(redis, "again")]
+    skips = [e for e in events if e.get("outcome") == "skipped"]
+    assert sorted(e["pageIndex"] for e in skips) == [0, 1]
+    for event in skips:
+        assert event["reason"] == "stored" and event["attempts"] is None
+        assert event["promptTokens"] is None and event["errorType"] is None
+    assert events[-1]["type"] == "state" and events[-1]["state"] == "done"
+
+
 async def test_a_late_listener_catches_up_from_an_id(redis: Redis) -> None:
     """XREAD from the id of an event returns exactly the events after it, in order."""
     settings = fast_settings()

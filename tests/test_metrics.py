@@ -14,9 +14,9 @@ from redis.asyncio import Redis
 from generator import GeneratorSettings
 from generator.simulator import Simulator, SimulatorConfig
 from pool import Pool
+from pool.pricing import PriceTable
 from pool_app.health import health_app, serving
 from pool_app.metrics import FAILURE_REASONS, PoolMetrics
-from pool_app.pricing import cost_usd
 from pool_app.wiring import build_generator, build_metrics
 from tests.fakes import (
     FakeGenerator,
@@ -129,7 +129,7 @@ async def test_counters_equal_what_redis_and_the_llm_server_counted(redis: Redis
     kept = sum(p["promptTokens"] + p["completionTokens"] for p in stored.values())
     assert _value(end, "ebook_pool_wasted_tokens_total") == prompt + completion - kept > 0
     assert _value(end, "ebook_pool_cost_usd_total") == pytest.approx(
-        cost_usd("gpt-4o-mini", int(prompt), int(completion))
+        PriceTable().cost_usd("gpt-4o-mini", int(prompt), int(completion))
     )
     assert _value(end, "ebook_pool_api_latency_seconds_count") == stats["requests"]
     assert _value(end, "ebook_pool_api_latency_seconds_bucket", le="+Inf") == stats["requests"]
@@ -191,8 +191,29 @@ def _sample(metrics: PoolMetrics, name: str) -> Any:
     return metrics.registry.get_sample_value(name)
 
 
+async def test_a_copy_acknowledged_at_claim_counts_as_skipped(redis: Redis) -> None:
+    """A job pushed again after its page is stored: `ebook_pool_pages_skipped_total` counts
+    it (JOB_SKIPPED), and no request is made for it."""
+    gen = FakeGenerator()
+    pool = Pool(redis=redis, generator=gen, settings=fast_settings())
+    metrics = build_metrics(pool, fast_settings(), default_model="gpt-4o-mini")
+    async with running(pool):
+        await push(redis, job("skip", 0, 1))
+        await wait_until(lambda: _counted(metrics), what="the page")
+        await push(redis, job("skip", 0, 1))
+
+        async def skipped() -> bool:
+            return metrics.skipped == 1
+
+        await wait_until(skipped, what="the copy skipped")
+    assert _sample(metrics, "ebook_pool_pages_skipped_total") == 1
+    assert len(gen.calls) == 1 and metrics.succeeded == 1
+
+
 def test_cost_prices_known_models_and_dated_snapshots_and_nothing_else() -> None:
-    """gpt-4o-mini and its dated snapshots at their price, gpt-4o at its own, others free."""
+    """The metrics price with the ledger's table: gpt-4o-mini and its dated snapshots at
+    their price, gpt-4o at its own, unknown models free."""
+    cost_usd = PriceTable().cost_usd
     assert cost_usd("gpt-4o-mini", 1_000_000, 1_000_000) == pytest.approx(0.75)
     assert cost_usd("gpt-4o-mini-2024-07-18", 2_000_000, 0) == pytest.approx(0.30)
     assert cost_usd("gpt-4o", 1_000_000, 1_000_000) == pytest.approx(12.5)

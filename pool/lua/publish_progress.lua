@@ -1,8 +1,8 @@
 -- KEYS: per ebook of the batch, its status and its events stream (2 keys per ebook).
 -- ARGV: channel, maxlen, ttl ms, now ms, pool id (JSON string), then the events in one string:
 -- records separated by \30, each of 11 fields separated by \31: the ebook's number in KEYS
--- (1-based pair), ebook id, kind ("s" page stored, "f" page failed, "b" the ebook's first page
--- began), page index, total pages, job id, attempts, prompt tokens, completion tokens (""
+-- (1-based pair), ebook id, kind ("s" page stored, "f" page failed, "k" copy skipped: acknowledged
+-- without a request, "b" the ebook's first page began), page index, total pages, job id, attempts, prompt tokens, completion tokens (""
 -- = null), reason, error type ("" = null). One string, not one argument per field: packing
 -- thousands of arguments costs the pool more than the script costs Redis.
 -- Appends each page event to its ebook's stream (MAXLEN ~) and publishes it on the channel with
@@ -64,7 +64,7 @@ for record in string.gmatch(ARGV[6], '[^\30]+') do
     if e.state == 'generating' and e.previous ~= 'generating' then announce(e) end
   else
     local outcome = 'succeeded'
-    if kind == 'f' then outcome = 'failed' end
+    if kind == 'f' then outcome = 'failed' elseif kind == 'k' then outcome = 'skipped' end
     append(e.stream, '{"v":1,"type":"page","ebookId":"' .. e.id .. '","pageIndex":' ..
       f[4] .. ',"totalPages":' .. f[5] .. ',"jobId":"' .. f[6] ..
       '","outcome":"' .. outcome .. '","attempts":' .. num(f[7]) ..

@@ -1,5 +1,7 @@
 -- Derives an ebook's state from its counters; shared by the scripts that change them.
-local function refresh_state(st, now)
+-- Retention: when the ebook reaches a terminal state, `ekeys` (its keys) expire in `ttl` ms
+-- (RESULT_TTL; '0' = keep); when it leaves one (a failed page retried), they are kept again.
+local function refresh_state(st, now, ttl, ekeys)
   local v = redis.call('HMGET', st, 'total', 'done', 'failed', 'startedAt')
   local total = tonumber(v[1]) or 0
   local done = tonumber(v[2]) or 0
@@ -8,8 +10,13 @@ local function refresh_state(st, now)
   if total > 0 and done + failed >= total then
     if failed == 0 then state = 'done' elseif done == 0 then state = 'failed' else state = 'partial' end
     redis.call('HSETNX', st, 'finishedAt', now)
+    if ttl ~= '0' then
+      for _, k in ipairs(ekeys) do redis.call('PEXPIRE', k, ttl) end
+    end
   else
-    redis.call('HDEL', st, 'finishedAt')
+    if redis.call('HDEL', st, 'finishedAt') == 1 then
+      for _, k in ipairs(ekeys) do redis.call('PERSIST', k) end
+    end
     if v[4] then state = 'generating' else state = 'queued' end
   end
   redis.call('HSET', st, 'state', state, 'updatedAt', now)

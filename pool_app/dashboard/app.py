@@ -4,7 +4,8 @@ Pages (server-rendered HTML, a little JS, no CDN: everything loads from `/assets
 
 - `GET /`: queue, throughput chart, live processes, pause/resume, ebooks, failed jobs.
 - `GET /ebook?id=ID`: one ebook's progress, its failures and its pages rendered;
-  `GET /ebook/export.md?id=ID` downloads it as Markdown.
+  `GET /ebook/export.{md,html,epub}?id=ID` downloads it as a book (`pool_app.export`, the
+  same files as `ebook-pool export`).
 - `GET /failed/{fid}`: one failed job, with retry and purge.
 
 Data: `GET /api/overview`, `/api/ebook?id=ID`, `/api/failed/{fid}`, and `GET /events`
@@ -31,7 +32,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from string import Template
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -44,19 +45,19 @@ from pool.clock import iso, now_ms
 from pool.config import PoolSettings
 from pool.connections import command_redis
 from pool.control import pause_pool, read_operator_pause, resume_pool
-from pool.ebooks import read_errors, read_pages, read_status
+from pool.ebooks import read_status
 from pool.job import ID_PATTERN
 from pool.keys import Keys
 from pool.store import Store
 from pool_app.dashboard.data import (
     ebook_detail,
     ebook_row,
-    export_markdown,
     failed_row,
     find_failed,
     overview,
 )
 from pool_app.dashboard.live import Hub
+from pool_app.export import Format, read_book, render
 
 __all__ = ["READ_ONLY_WHY", "TOKEN_HEADER", "add_dashboard", "dashboard_app"]
 
@@ -73,6 +74,11 @@ _CSP = (
     "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 _ASSET_TYPES = {".css": "text/css", ".js": "text/javascript"}
+_EXPORT_TYPES: dict[Format, str] = {
+    "md": "text/markdown",
+    "html": "text/html",
+    "epub": "application/epub+zip",
+}
 
 _REDIS = web.AppKey("dashboard_redis", Redis)
 _HUB = web.AppKey("dashboard_hub", Hub)
@@ -175,16 +181,14 @@ def add_dashboard(
 
     async def ebook_export(request: web.Request) -> web.Response:
         ebook_id = _ebook_id(request)
-        redis_ = request.app[_REDIS]
-        status = await read_status(redis_, keys, ebook_id)
-        if status is None:
+        fmt = cast(Format, request.path.rsplit(".", 1)[1])
+        book = await read_book(request.app[_REDIS], keys, ebook_id)
+        if book is None:
             raise web.HTTPNotFound(text="unknown ebook", content_type="text/plain")
-        pages = await read_pages(redis_, keys, ebook_id)
-        errors = await read_errors(redis_, keys, ebook_id)
-        filename = re.sub(r"[^A-Za-z0-9_.-]", "_", ebook_id) + ".md"
+        filename = re.sub(r"[^A-Za-z0-9_.-]", "_", ebook_id) + f".{fmt}"
         return web.Response(
-            text=export_markdown(ebook_id, status, pages, errors),
-            content_type="text/markdown",
+            body=await asyncio.to_thread(render, book, fmt),  # an EPUB is zipped: off the loop
+            content_type=_EXPORT_TYPES[fmt],
             headers={"Content-Disposition": f'attachment; filename="{filename}"'},
         )
 
@@ -356,6 +360,8 @@ def add_dashboard(
         ("/ebook", ebook_page),
         ("/ebook/fragment", ebook_fragment),
         ("/ebook/export.md", ebook_export),
+        ("/ebook/export.html", ebook_export),
+        ("/ebook/export.epub", ebook_export),
         ("/failed/{fid}", failed_page),
         ("/assets/{name}", asset),
         ("/api/overview", api_overview),
@@ -510,7 +516,12 @@ def _progress(done: int, failed: int, total: int) -> str:
 
 
 def _ebook_body(ebook_id: str, d: dict[str, Any]) -> str:
-    link = f"/ebook/export.md?id={html.escape(ebook_id)}"
+    q = html.escape(ebook_id)
+    ledger = d["ledger"]
+    cost = (
+        f"${d['cost']:.4f}</b><small>{ledger['requests']:,} requests, "
+        f"{ledger['wastedTokens']:,} tokens wasted</small>"
+    )
     return f"""<p><a href="/">← overview</a></p>
 <h1>Ebook <code>{_e(ebook_id)}</code></h1>
 <section class="cards">
@@ -519,9 +530,10 @@ def _ebook_body(ebook_id: str, d: dict[str, Any]) -> str:
   <div class="card wide"><h3>Progress</h3>
     <div id="e-bar">{_progress(d["done"], d["failed"], d["total"])}</div>
     <small id="e-counts">{d["done"]}/{d["total"]} pages done, {d["failed"]} failed, {d["pending"]} pending</small></div>
-  <div class="card"><h3>Cost</h3><b id="e-cost">—</b><small>not measured yet</small></div>
-  <div class="card"><h3>Export</h3><b><a id="e-export" href="{link}" download>Markdown ↓</a></b>
-    <small>the pages written so far</small></div>
+  <div class="card"><h3>Cost</h3><b id="e-cost">{cost}</div>
+  <div class="card"><h3>Export</h3><b><a id="e-export" href="/ebook/export.md?id={q}" download>Markdown ↓</a></b>
+    <small>the pages written so far, also as <a href="/ebook/export.html?id={q}" download>HTML</a>
+    and <a href="/ebook/export.epub?id={q}" download>EPUB</a></small></div>
 </section>
 <div id="ebook-live">{_ebook_live(ebook_id, d)}</div>"""
 

@@ -9,12 +9,12 @@ shown until it is added here.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
 
-from pool.clock import iso, now_ms
+from pool.clock import now_ms
 from pool.control import read_operator_pause
 from pool.deadletters import FailedEntry
 from pool.ebooks import EbookStatus, read_errors, read_pages, read_status, read_statuses
@@ -28,7 +28,6 @@ __all__ = [
     "EbookList",
     "ebook_detail",
     "ebook_row",
-    "export_markdown",
     "failed_id",
     "failed_row",
     "find_failed",
@@ -105,7 +104,7 @@ async def list_ebooks(redis: Redis, keys: Keys, *, limit: int) -> EbookList:
 
 
 def ebook_row(status: EbookStatus) -> dict[str, Any]:
-    """One ebook in the overview: counters, state and times. `cost` waits for the ledger."""
+    """One ebook in the overview: counters, state, times and `cost` (USD, its ledger)."""
     return {
         "ebookId": status["ebook_id"],
         "state": status["state"],
@@ -116,7 +115,7 @@ def ebook_row(status: EbookStatus) -> dict[str, Any]:
         "createdAt": status["created_at"],
         "updatedAt": status["updated_at"],
         "finishedAt": status["finished_at"],
-        "cost": None,
+        "cost": status["ledger"]["costUsd"],
     }
 
 
@@ -225,32 +224,8 @@ async def ebook_detail(redis: Redis, keys: Keys, ebook_id: str) -> dict[str, Any
     data["failedJobs"] = [failed_row(e) for e in failed]
     data["promptTokens"] = sum(_int(p.get("promptTokens")) for p in pages.values())
     data["completionTokens"] = sum(_int(p.get("completionTokens")) for p in pages.values())
-    data["cost"] = None  # filled in once the cost ledger exists
+    data["cost"] = status["ledger"]["costUsd"]
     return data
-
-
-def export_markdown(
-    ebook_id: str,
-    status: EbookStatus,
-    pages: Mapping[int, Mapping[str, Any]],
-    errors: Mapping[int, str],
-) -> str:
-    """The ebook as one Markdown document: the stored pages in order, a note for each gap."""
-    parts = [
-        f"<!-- ebook {ebook_id}: {status['done']}/{status['total']} pages, state {status['state']}"
-        f", exported {iso(now_ms())} -->",
-        "",
-    ]
-    for index in range(status["total"]):
-        page = pages.get(index)
-        if page is not None and isinstance(page.get("content"), str):
-            parts += [page["content"].strip(), ""]
-        elif index in errors:
-            reason = " ".join(errors[index].split()).replace("--", "- -")
-            parts += [f"<!-- page {index + 1} failed: {reason} -->", ""]
-        else:
-            parts += [f"<!-- page {index + 1} is not written yet -->", ""]
-    return "\n".join(parts)
 
 
 def _number(value: Any) -> float:

@@ -274,7 +274,11 @@ export class EbookPoolClient {
       const keys = [this.keys.failed, this.keys.queue];
       const index = typeof e.pageIndex === "number" && e.ebookId ? e.pageIndex : null;
       if (index !== null && e.ebookId) {
-        keys.push(this.keys.errors(e.ebookId), this.keys.status(e.ebookId));
+        keys.push(
+          this.keys.errors(e.ebookId),
+          this.keys.status(e.ebookId),
+          this.keys.pages(e.ebookId),
+        );
       }
       const done = await this.redis.eval(RETRY_FAILED_LUA, keys, [
         raw,

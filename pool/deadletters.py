@@ -19,14 +19,14 @@ from redis.asyncio import Redis
 from pool.batch import ScriptBatcher
 from pool.job import JobIds, PageJob
 from pool.keys import Keys
-from pool.ledger import NO_USAGE
 from pool.queue import Ticket
 from pool.records import json_bytes
 from pool.scripts import LOST, Scripts
+from pool.usage import NO_USAGE
 
 if TYPE_CHECKING:
-    from pool.ledger import JobUsage
-    from pool.store import StoreLimits
+    from pool.limits import StoreLimits
+    from pool.usage import JobUsage
 
 __all__ = [
     "PAYLOAD_PREFIX_BYTES",

@@ -17,8 +17,8 @@ from loguru import logger
 
 if TYPE_CHECKING:
     from pool.job import PageJob
-    from pool.ledger import JobUsage
     from pool.ratelimit import BudgetSnapshot, GovernorSnapshot
+    from pool.usage import JobUsage
 
 __all__ = ["EventKind", "PoolEvent", "PoolEvents", "Subscriber"]
 

@@ -28,7 +28,6 @@ from pool.deadletters import FailureKind
 from pool.events import EventKind
 from pool.generation import GeneratedPage, JobFatalError, PageGenerator, PoolFatalError
 from pool.job import InvalidJob, PageJob, decode_job
-from pool.ledger import JobUsage
 from pool.liveness import Pauser
 from pool.logs import page_line_wanted
 from pool.outcomes import OutcomeWriter, PageWrite
@@ -40,6 +39,7 @@ from pool.records import page_record
 from pool.retry import is_retryable, wait_policy
 from pool.runtime import PoolContext, Stopping, error_reason
 from pool.store import EpochChanged
+from pool.usage import JobUsage
 
 if TYPE_CHECKING:
     from loguru import Logger

@@ -18,11 +18,11 @@ from pool.clock import now_ms
 from pool.deadletters import FailureKind, failed_entry
 from pool.events import EventKind
 from pool.job import JobIds, PageJob
-from pool.ledger import JobUsage
 from pool.logs import page_line_wanted
 from pool.outage import wait_reason
 from pool.queue import NO_TICKET, Ticket
 from pool.runtime import PoolContext, error_reason
+from pool.usage import JobUsage
 
 __all__ = ["OutcomeWriter", "PageWrite"]
 

@@ -25,7 +25,6 @@ from pool.clock import monotonic
 from pool.events import EventKind
 from pool.generation import GeneratedPage, GenerationError, JobFatalError, PageGenerator
 from pool.job import PageJob
-from pool.ledger import JobUsage
 from pool.pricing import PriceTable
 from pool.ratelimit import (
     BudgetWaitTooLong,
@@ -37,6 +36,7 @@ from pool.ratelimit import (
     refusal_wait_s,
 )
 from pool.runtime import PoolContext, Stopping, error_reason
+from pool.usage import JobUsage
 
 __all__ = ["BeforeRequest", "PacedRequests", "no_pacing"]
 

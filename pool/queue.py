@@ -20,13 +20,13 @@ from redis.exceptions import ResponseError
 
 from pool.batch import ScriptBatcher
 from pool.keys import Keys
-from pool.ledger import NO_USAGE
 from pool.records import json_bytes
 from pool.scripts import LOST, Scripts
+from pool.usage import NO_USAGE
 
 if TYPE_CHECKING:
-    from pool.ledger import JobUsage
-    from pool.store import StoreLimits
+    from pool.limits import StoreLimits
+    from pool.usage import JobUsage
 
 __all__ = [
     "DEATHS_KEPT_MS",

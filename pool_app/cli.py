@@ -156,22 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
     p.set_defaults(handler=_cmd_stats)
 
-    p = sub.add_parser("export", help="Write one ebook as a book: Markdown, HTML or EPUB.")
-    p.add_argument("ebook_id", metavar="EBOOK_ID")
-    p.add_argument("--format", choices=FORMATS, default="md", help="File format (default: md).")
-    p.add_argument(
-        "--out",
-        type=Path,
-        metavar="PATH",
-        help="File to write (default: EBOOK_ID.FORMAT; - = stdout).",
-    )
-    p.set_defaults(handler=_cmd_export)
-
-    p = sub.add_parser(
-        "delete", help="Delete every key of one ebook (status, pages, errors, events stream)."
-    )
-    p.add_argument("ebook_id", metavar="EBOOK_ID")
-    p.set_defaults(handler=_cmd_delete)
+    _add_book_commands(sub)
 
     p = sub.add_parser("failed", help="List, retry or purge failed jobs (the dead letters).")
     _add_failed_actions(p)
@@ -205,6 +190,26 @@ def build_parser() -> argparse.ArgumentParser:
     add_simulator_arguments(p)
     p.set_defaults(handler=_cmd_simulate)
     return parser
+
+
+def _add_book_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`export` and `delete`: one ebook as a book, and its keys gone."""
+    p = sub.add_parser("export", help="Write one ebook as a book: Markdown, HTML or EPUB.")
+    p.add_argument("ebook_id", metavar="EBOOK_ID")
+    p.add_argument("--format", choices=FORMATS, default="md", help="File format (default: md).")
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="PATH",
+        help="File to write (default: EBOOK_ID.FORMAT; - = stdout).",
+    )
+    p.set_defaults(handler=_cmd_export)
+
+    p = sub.add_parser(
+        "delete", help="Delete every key of one ebook (status, pages, errors, events stream)."
+    )
+    p.add_argument("ebook_id", metavar="EBOOK_ID")
+    p.set_defaults(handler=_cmd_delete)
 
 
 def _add_dashboard(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

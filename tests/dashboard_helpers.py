@@ -15,9 +15,9 @@ from redis.asyncio import Redis
 from pool import GeneratedPage, PoolSettings
 from pool.deadletters import failed_entry
 from pool.keys import Keys
-from pool.ledger import JobUsage
 from pool.records import page_record
 from pool.store import Store
+from pool.usage import JobUsage
 from pool_app.dashboard import dashboard_app
 from pool_app.producer import build_jobs, enqueue_ebook
 

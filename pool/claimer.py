@@ -20,6 +20,8 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
+from loguru import logger
+
 from pool.attempts import AttemptLedger
 from pool.clock import monotonic
 from pool.events import EventKind
@@ -33,6 +35,7 @@ from pool.store import EpochChanged
 __all__ = ["MAX_CLAIM_BATCH", "Claimed", "Claimer"]
 
 MAX_CLAIM_BATCH = 1_000
+_HOLD_RECHECK_S = 0.05  # while recovering lost claims: how often to look whether jobs remain
 _ROOM_RECHECK_S = 0.25  # `room` can grow without a job ending (a limit learned or raised)
 
 #: A claimed job: its exact payload, the attempt counted at claim, the epoch it was claimed
@@ -65,6 +68,7 @@ class Claimer:
         handoff: asyncio.Queue[Claimed | None],
         room: Callable[[], int | None] | None = None,
         room_changed: asyncio.Event | None = None,
+        holds_jobs: Callable[[], bool] | None = None,
     ) -> None:
         self._ctx = ctx
         self._liveness = liveness
@@ -74,11 +78,17 @@ class Claimer:
         self._handoff = handoff
         self._room = room
         self._room_changed = room_changed or asyncio.Event()
+        # Whether this process still holds a claimed job (in hand-off, at a worker, or being
+        # written); a claim whose reply was lost in an outage is recovered once it holds none.
+        self._holds_jobs = holds_jobs or (lambda: len(ledger) > 0)
+        self._in_doubt = False
 
     async def run(self) -> None:
         """Claim until cancelled."""
         slots, guard, events = self._slots, self._ctx.guard, self._ctx.events
         while True:
+            if self._in_doubt:
+                await self._recover_lost_claims()
             await self._pauser.resumed.wait()
             await slots.acquire()
             if self._pauser.paused:  # paused while we waited for a free worker
@@ -99,6 +109,9 @@ class Claimer:
             except Exception as exc:
                 if wait_reason(exc) is None:
                     raise
+                # The claim may have run in Redis and only its reply been lost: its jobs would
+                # sit in our processing list with nobody working on them.
+                self._in_doubt = True
                 await guard.failed(exc)
             finally:
                 for _ in range(want - len(got)):
@@ -109,6 +122,21 @@ class Claimer:
                 if announce:
                     events.emit(EventKind.JOB_CLAIMED, raw=raw, attempt=attempt)
                 self._handoff.put_nowait((raw, attempt, epoch, ticket))
+
+    async def _recover_lost_claims(self) -> None:
+        """Once this process holds no job, give back whatever its processing list still has:
+        jobs claimed in Redis whose reply never arrived (attempt refunded; not their fault)."""
+        ctx = self._ctx
+        while self._holds_jobs():
+            if await ctx.sleep_or_stop(_HOLD_RECHECK_S):
+                return
+        n = await ctx.guard.persist(ctx.store.requeue_own, ctx.id)
+        self._in_doubt = False
+        if n:
+            logger.warning(
+                f"[Worker Pool] {n} jobs claimed while Redis was going away (their reply was "
+                "lost) went back to the queue."
+            )
 
     async def _wait_for_room(self) -> int:
         """Wait until this process may hold one more job; how many it may take now."""

@@ -264,6 +264,16 @@ class QueueStore:
         )
         return int(n)
 
+    async def requeue_own(self, pool_id: str) -> int:
+        """Give every job in this process's processing list back to the queue, its attempt
+        refunded (after a claim's reply was lost, once the process holds no job). Returns how
+        many."""
+        n = await self._scripts.requeue(
+            keys=[self.keys.processing(pool_id), self.keys.queue, self.keys.attempts],
+            args=[*self._inflight_parts],
+        )
+        return int(n)
+
     async def reap(self, *, exclude: str | None = None, min_uptime_s: float = 0) -> dict[str, int]:
         """Return the jobs of every registered process whose heartbeat expired to the queue.
 

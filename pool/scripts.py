@@ -53,5 +53,6 @@ class Scripts:
         self.fail = load("fail")
         self.give_back = load("give_back")
         self.release = load("release")
+        self.requeue = load("requeue")
         self.reap = load("reap")
         self.retry_failed = load("retry_failed")

@@ -135,7 +135,12 @@ class Pool:
             handoff=self._handoff,
             room=self._claim_room if governor is not None and governor.enabled else None,
             room_changed=self._room_changed,
+            holds_jobs=self._holds_jobs,
         )
+
+    def _holds_jobs(self) -> bool:
+        """Whether a claimed job is still in hand-off, at a worker, or being written."""
+        return len(self._ledger) > 0 or self.stats.active > 0 or bool(self._outcomes.writes)
 
     # --- public -----------------------------------------------------------------------------
 

@@ -136,3 +136,22 @@ async def test_after_an_outage_the_reaper_waits_for_the_others_to_beat(redis: Re
 
 async def _page_count(redis: Redis, ebook: str, n: int) -> bool:
     return int(await redis.hlen(KEYS.pages(ebook))) >= n
+
+
+async def test_a_claim_whose_reply_was_lost_is_recovered(
+    redis: Redis, log_lines: list[str]
+) -> None:
+    """A claim that ran in Redis while its reply was lost (connection dropped mid-outage) left a
+    job in this process's processing list that nobody works on: once the process holds nothing,
+    it goes back to the queue with the lost claim's attempt refunded, and is written."""
+    gen = FakeGenerator()
+    pool = Pool(redis=redis, generator=gen, settings=fast_settings())
+    payload = job("orphan", 0, 1)
+    await redis.lpush(KEYS.processing(pool.id), payload)  # what the lost claim did
+    await redis.hincrby(KEYS.attempts, payload, 1)
+    pool._claimer._in_doubt = True  # what the claimer knows after the failed call
+    async with running(pool):
+        await wait_until(lambda: _page_count(redis, "orphan", 1), what="the orphan's page")
+    (page,) = (await pages(redis, "orphan")).values()
+    assert page["attempts"] == 1 and len(gen.calls) == 1
+    assert any("their reply was lost" in x for x in log_lines)

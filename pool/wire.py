@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 from pydantic.alias_generators import to_camel
 
 from pool.job import CONTRACT_VERSION, ID_PATTERN, PageJob
@@ -32,11 +32,13 @@ __all__ = [
     "EbookStatusHash",
     "FailedEntryRecord",
     "LedgerTotals",
+    "PageEvent",
     "PageJob",
     "PageRecord",
     "PoolSnapshot",
     "PoolStats",
     "ProgressEvent",
+    "StateEvent",
     "job_schema",
     "schema_files",
     "wire_schemas",
@@ -172,21 +174,58 @@ class FailedEntryRecord(_Record):
     )
 
 
-class ProgressEvent(_Record):
-    """A change of an ebook's progress, as the TypeScript client's `subscribeProgress` yields it.
+class PageEvent(_Record):
+    """A page's outcome, in `{prefix}:ebook:{ebookId}:events` (the `data` field, JSON) and on
+    `{prefix}:events` (with one more field, `id`: the stream id)."""
 
-    TODO(issue 13): docs/contract.md does not define the pool's progress events yet (the
-    metrics work adds the `{prefix}:ebook:{id}:events` stream). Until then this is the event
-    the client derives from polling the status hash; replace it with the documented event.
-    """
+    v: Annotated[int, Field(strict=True, ge=1)] = Field(description="Event version (1).")
+    type: Literal["page"] = Field(description="A page event.")
+    ebook_id: _Id = Field(description="The job's ebookId.")
+    page_index: Annotated[int, Field(strict=True)] = Field(description="The job's pageIndex.")
+    total_pages: Annotated[int, Field(strict=True, ge=1, le=10_000)] = Field(
+        description="The job's totalPages."
+    )
+    job_id: _Id = Field(description="The job's id.")
+    outcome: Literal["succeeded", "failed", "skipped"] = Field(
+        description=(
+            "succeeded: stored in the pages hash; failed: in the failed list and the errors "
+            "hash; skipped: already stored."
+        )
+    )
+    attempts: _Count = Field(description="Attempts it took (0 for an invalid job).")
+    prompt_tokens: _Count | None = Field(
+        description="Prompt tokens of the request that wrote the page; null when it failed."
+    )
+    completion_tokens: _Count | None = Field(
+        description="Completion tokens of the request that wrote the page; null when it failed."
+    )
+    reason: str | None = Field(description="Why it failed, one line; null otherwise.")
+    error_type: FailureKindName | None = Field(
+        description="invalid, fatal, exhausted or poison when it failed; null otherwise."
+    )
+    at: _EpochMs = Field(description="When it was published, epoch ms.")
+    pool_id: str = Field(description="The pool process that published it.")
 
-    type: Literal["status"] = Field(description="What changed: the status counters or state.")
+
+class StateEvent(_Record):
+    """An ebook's state as announced on its events stream (and on `{prefix}:events`)."""
+
+    v: Annotated[int, Field(strict=True, ge=1)] = Field(description="Event version (1).")
+    type: Literal["state"] = Field(description="A state event.")
     ebook_id: _Id = Field(description="The ebook.")
-    state: EbookStateName = Field(description="The ebook's state.")
-    total: _Count
-    done: _Count
-    failed: _Count
-    at: _EpochMs = Field(description="When the status last changed (updatedAt), epoch ms.")
+    state: EbookStateName = Field(description="generating, done, failed or partial.")
+    previous: EbookStateName | None = Field(
+        description="The state announced before it on this stream (null on the first)."
+    )
+    total: _Count = Field(description="The status hash's total when it was read.")
+    done: _Count = Field(description="The status hash's done when it was read.")
+    failed: _Count = Field(description="The status hash's failed when it was read.")
+    at: _EpochMs = Field(description="When it was published, epoch ms.")
+
+
+class ProgressEvent(RootModel[Annotated[PageEvent | StateEvent, Field(discriminator="type")]]):
+    """A progress event (docs/contract.md, section 8): a page's outcome or an ebook's state,
+    the `data` of an entry of `{prefix}:ebook:{ebookId}:events`."""
 
 
 class PoolSnapshot(_Record):
@@ -266,6 +305,12 @@ _COMMENTS = {
         "are trimmed before the length limits apply; the payload is at most MAX_JOB_BYTES "
         "(65536 by default) UTF-8 bytes, no duplicate keys, nested at most 32 levels. "
         "Optional fields: absent and null both mean unset. Unknown fields are rejected."
+    ),
+    "ProgressEvent": (
+        "Tell the two kinds apart by `type`. Every field is always present: one documented "
+        "'or null' is null when it does not apply. Readers ignore properties they do not know "
+        "(an event may gain fields); on the {prefix}:events channel each event has one more, "
+        "`id`, its stream id."
     ),
 }
 

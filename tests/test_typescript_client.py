@@ -1,6 +1,7 @@
 """The TypeScript client against the real Python pool: Node enqueues and reads through
 `@ebook-pool/client` (ioredis and node-redis), the pool (`python -m pool run`, the simulator as
-its LLM) writes, and invalid jobs pushed from Node land in the failed list with their reasons.
+its LLM) writes, Node follows the pool's progress events (its stream, XREAD BLOCK) to the final
+state, and invalid jobs pushed from Node land in the failed list with their reasons.
 
 Needs `node` and `npm ci` in clients/typescript (CI: .ci/run): without them this test fails.
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 import redis as redis_sync
 
-from pool.wire import EbookStatusHash, FailedEntryRecord, PageRecord
+from pool.wire import EbookStatusHash, FailedEntryRecord, PageRecord, ProgressEvent
 from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,10 +100,21 @@ def test_node_enqueues_the_pool_writes_node_reads(node_build: Path, pool_url: st
     assert out["io"]["pages"][1]["title"] == "Flour"
     assert all(p["meta"] == {"userId": "u_42"} for p in out["io"]["pages"])
     assert out["io"]["contentOk"] is True
-    assert out["events"][-1] == "done 6/0/6"
-    assert len(out["events"]) == len(set(out["events"])) >= 2
+    _assert_followed(out["events"], "e2e-io", 6)
+    # Without keepListening it ends after the first final state: the events up to it.
+    first = out["firstPass"]
+    assert first == out["events"][: len(first)] and first[-1]["what"] == "state done 6/0/6"
+    assert not [e for e in first[:-1] if e["what"].startswith("state done")]
+    # Resumed after the second event: the same events from the third; after the last event:
+    # one final state (from the stream, or derived from the status hash when none is left).
+    assert out["resumed"] == first[2:]
+    [after] = out["afterLast"]
+    assert (after["ebookId"], after["what"]) == ("e2e-io", "state done 6/0/6")
+    # Polling (mode "poll"): one state event from the status hash, no stream id.
+    assert out["polled"] == [{"id": None, "ebookId": "e2e-io", "what": "state done 6/0/6"}]
     # node-redis: the same, and an existing id refused.
     assert out["node"] == {"state": "done", "done": 3, "pages": 3}
+    _assert_followed(out["nodeEvents"], "e2e-node", 3)
     assert out["duplicate"] == "EbookExistsError"
     # The client refused an oversized page before pushing anything.
     assert "page 0: the job is" in out["refused"] and "65536-byte limit" in out["refused"]
@@ -129,3 +141,24 @@ def test_node_enqueues_the_pool_writes_node_reads(node_build: Path, pool_url: st
         assert EbookStatusHash.model_validate(status).state == "partial"
         for raw in db.lrange(f"{PREFIX}:failed", 0, -1):
             FailedEntryRecord.model_validate_json(raw, strict=True)
+        for ebook, events in (("e2e-io", out["events"]), ("e2e-node", out["nodeEvents"])):
+            entries = db.xrange(f"{PREFIX}:ebook:{ebook}:events")
+            for _, fields in entries:
+                ProgressEvent.model_validate_json(fields["data"], strict=True)
+            # Node read the stream from its start up to the first final state, in order.
+            ids = [i for i, _ in entries]
+            assert [e["id"] for e in events] == ids[: len(events)]
+
+
+def _assert_followed(events: list[dict[str, str]], ebook: str, pages: int) -> None:
+    """Node received every page's succeeded event and the final `done` state event, each with
+    its stream id, in stream order."""
+    assert events, f"no progress events for {ebook}"
+    assert all(e["ebookId"] == ebook for e in events)
+    ids = [e["id"] for e in events]
+    assert all(ids), ids
+    assert ids == sorted(ids, key=lambda i: tuple(map(int, i.split("-")))), ids
+    assert len(set(ids)) == len(ids)
+    page_events = [e["what"] for e in events if e["what"].startswith("page ")]
+    assert sorted(set(page_events)) == sorted(f"page {i} succeeded" for i in range(pages))
+    assert events[-1]["what"] == f"state done {pages}/0/{pages}"

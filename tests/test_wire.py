@@ -11,18 +11,22 @@ import pytest
 from redis.asyncio import Redis
 
 from generator.prompts import build_prompt
-from pool import Pool
+from pool import JobFatalError, Pool
 from pool.job import InvalidJob, decode_job
 from pool.keys import Keys
 from pool.wire import (
     EbookStatusHash,
     FailedEntryRecord,
+    PageEvent,
     PageRecord,
     PoolStats,
+    ProgressEvent,
+    StateEvent,
     schema_files,
 )
 from pool_app.cli import main
 from pool_app.producer import build_jobs, enqueue_ebook
+from pool_app.wiring import build_publisher
 from tests.fakes import FakeGenerator, failed, fast_settings, job, push, running, wait_until
 
 KEYS = Keys()
@@ -54,7 +58,8 @@ def test_schema_all_prints_every_record_with_clean_names(
     }
     for name, schema in schemas.items():
         assert schema["title"] == name
-        assert all("title" not in p for p in schema["properties"].values())
+        objects = [schema, *schema.get("$defs", {}).values()]
+        assert all("title" not in p for o in objects for p in o.get("properties", {}).values())
     job_schema = schemas["PageJob"]
     assert "pageIndex < totalPages" in job_schema["$comment"]
     assert "null" in job_schema["$comment"]
@@ -84,6 +89,43 @@ async def test_what_the_pool_writes_validates_against_the_wire_models(redis: Red
     entries = await failed(redis)
     kinds = {FailedEntryRecord.model_validate(e, strict=True).error_type for e in entries}
     assert kinds == {"invalid"}
+
+
+async def test_the_progress_events_a_pool_publishes_validate_against_the_wire_model(
+    redis: Redis,
+) -> None:
+    """Every stream entry's `data` and every channel message of a real run (pages stored and
+    failed, states) is a `ProgressEvent`, strictly, with nothing outside the model."""
+    gen = FakeGenerator(script={"ev:1": [JobFatalError("HTTP 400 context_length_exceeded")]})
+    settings = fast_settings()
+    pool = Pool(redis=redis, generator=gen, settings=settings)
+    publisher = build_publisher(pool, redis, settings)
+    assert publisher is not None
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(KEYS.events_channel)
+    await pubsub.get_message(timeout=1.0)  # the subscribe confirmation
+    async with running(pool):
+        await push(redis, *[job("ev", i, 3) for i in range(3)])
+        await wait_until(lambda: _state(redis, "ev", "partial"), what="the ebook to end")
+    await publisher.drain(5.0)
+    entries = await redis.xrange(KEYS.ebook_events("ev"))
+    events = [ProgressEvent.model_validate_json(f[b"data"], strict=True).root for _, f in entries]
+    for event in events:
+        assert not event.model_extra, event.model_extra
+    pages = [e for e in events if isinstance(e, PageEvent)]
+    states = [e for e in events if isinstance(e, StateEvent)]
+    assert sorted((e.page_index, e.outcome) for e in pages) == [
+        (0, "succeeded"), (1, "failed"), (2, "succeeded"),
+    ]  # fmt: skip
+    assert [e.error_type for e in pages if e.outcome == "failed"] == ["fatal"]
+    assert states[0].previous is None  # "generating" too, unless the pages were quicker
+    assert events[-1] == states[-1] and states[-1].state == "partial"
+    received = []
+    while (message := await pubsub.get_message(timeout=0.5)) is not None:
+        if message["type"] == "message":
+            received.append(ProgressEvent.model_validate_json(message["data"], strict=True).root)
+    await pubsub.aclose()
+    assert [m.model_extra for m in received] == [{"id": i.decode()} for i, _ in entries]
 
 
 async def test_stats_json_is_camel_case_and_validates(

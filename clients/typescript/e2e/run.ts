@@ -1,8 +1,8 @@
 /**
  * End-to-end driver, run by tests/test_typescript_client.py against a real redis-server and a
  * real Python pool (the simulator as its LLM): enqueue through the client with ioredis and with
- * node-redis, follow the progress, read the pages; push invalid jobs raw and read the failed
- * list. Prints one JSON summary on stdout for the Python side to check.
+ * node-redis, follow the progress events (the pool's stream, XREAD BLOCK) to the final state,
+ * resume from an event id, read the pages; push invalid jobs raw and read the failed list. Prints one JSON summary on stdout for the Python side to check.
  *
  * Env: REDIS_URL, KEY_PREFIX.
  */
@@ -13,8 +13,10 @@ import {
   EbookExistsError,
   FailedEntry,
   InvalidEbookError,
-  type ProgressEvent,
+  type ProgressMessage,
   createEbookClient,
+  isFinalEvent,
+  subscribeProgress,
 } from "../src/index.js";
 
 const url = process.env.REDIS_URL;
@@ -27,6 +29,38 @@ await node.connect();
 const viaIo = createEbookClient({ redis: io, prefix });
 const viaNode = createEbookClient({ redis: node, prefix });
 const wait = { timeoutMs: 60_000, minIntervalMs: 50, maxIntervalMs: 400 };
+const follow = { timeoutMs: 60_000, blockMs: 1_000, mode: "stream" } as const;
+
+async function collect(events: AsyncIterable<ProgressMessage>): Promise<ProgressMessage[]> {
+  const out: ProgressMessage[] = [];
+  for await (const event of events) out.push(event);
+  return out;
+}
+
+/**
+ * Every event of an ebook of `pages` pages: keepListening, until each page's event and a final
+ * state came (a page event may come after a `done` computed from it: docs/contract.md, 8).
+ */
+async function followAll(events: AsyncGenerator<ProgressMessage>, pages: number) {
+  const out: ProgressMessage[] = [];
+  const seen = new Set<number>();
+  for await (const event of events) {
+    out.push(event);
+    if (event.type === "page") seen.add(event.pageIndex);
+    if (isFinalEvent(event) && seen.size === pages) break; // ends the generator
+  }
+  return out;
+}
+
+const describe = (events: ProgressMessage[]) =>
+  events.map((e) => ({
+    id: e.id,
+    ebookId: e.ebookId,
+    what:
+      e.type === "page"
+        ? `page ${e.pageIndex} ${e.outcome}`
+        : `state ${e.state} ${e.done}/${e.failed}/${e.total}`,
+  }));
 
 try {
   // 1. ioredis: enqueue, follow the progress to the end, read the pages.
@@ -38,12 +72,33 @@ try {
     targetWords: 80,
     metadata: { userId: "u_42" },
   });
-  const events: ProgressEvent[] = [];
-  for await (const event of viaIo.subscribeProgress("e2e-io", wait)) events.push(event);
+  // Live, on the client's own connection (nothing else runs on it meanwhile).
+  const events = await followAll(
+    viaIo.subscribeProgress("e2e-io", { ...follow, keepListening: true }),
+    6,
+  );
   const io1 = await viaIo.getPages("e2e-io");
+  // Without keepListening, from the start: it ends after the first final state event.
+  const firstPass = await collect(subscribeProgress(io, "e2e-io", { ...follow, prefix }));
+  // Resuming after the second event: the rest, the same ids. After the last: one final state.
+  const resumed = await collect(
+    subscribeProgress(io, "e2e-io", { ...follow, prefix, lastEventId: events[1]?.id ?? "0" }),
+  );
+  const afterLast = await collect(
+    subscribeProgress(io, "e2e-io", { ...follow, prefix, lastEventId: events.at(-1)?.id ?? "0" }),
+  );
+  const polled = await collect(viaIo.subscribeProgress("e2e-io", { ...wait, mode: "poll" }));
 
-  // 2. node-redis: enqueue, wait, read; the same id again is refused.
+  // 2. node-redis: enqueue, follow on a connection of its own, wait, read; the same id again
+  // is refused.
   await viaNode.enqueueEbook("e2e-node", { title: "Tea", pages: 3, language: "English" });
+  const listener = node.duplicate();
+  await listener.connect();
+  const nodeEvents = await followAll(
+    subscribeProgress(listener, "e2e-node", { ...follow, prefix, keepListening: true }),
+    3,
+  );
+  await listener.quit();
   const nodeStatus = await viaNode.waitForEbook("e2e-node", wait);
   const node1 = await viaNode.getPages("e2e-node");
   let duplicate = "";
@@ -91,7 +146,12 @@ try {
   const retry = await viaIo.retryFailed();
 
   const summary = {
-    events: events.map((e) => `${e.state} ${e.done}/${e.failed}/${e.total}`),
+    events: describe(events),
+    firstPass: describe(firstPass),
+    resumed: describe(resumed),
+    afterLast: describe(afterLast),
+    polled: describe(polled),
+    nodeEvents: describe(nodeEvents),
     io: {
       pages: io1.pages.map((p) => ({ index: p.pageIndex, title: p.pageTitle, meta: p.metadata })),
       contentOk: io1.pages.every((p) => p.content.length > 20),

@@ -8,7 +8,8 @@
 //
 // The converter knows the JSON Schema subset pydantic emits for our models: object (strict or
 // loose), string (min/maxLength, pattern), integer, number (minimum/maximum), boolean, array
-// (items, maxItems), enum, const, anyOf (with null: nullable), $ref to $defs.
+// (items, maxItems), enum, const, anyOf (with null: nullable), oneOf (with a discriminator:
+// z.discriminatedUnion), $ref to $defs.
 import { readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -47,6 +48,13 @@ function convert(node, indent = "") {
         ? convert(nonNull[0], indent)
         : `z.union([${nonNull.map((b) => convert(b, indent)).join(", ")}])`;
     return nullable ? `${inner}.nullable()` : inner;
+  }
+  if (node.oneOf) {
+    const branches = node.oneOf.map((b) => convert(b, indent));
+    const key = node.discriminator?.propertyName;
+    return key
+      ? `z.discriminatedUnion(${JSON.stringify(key)}, [${branches.join(", ")}])`
+      : `z.union([${branches.join(", ")}])`;
   }
   if (node.enum) return `z.enum(${JSON.stringify(node.enum)})`;
   if (node.const !== undefined) return `z.literal(${JSON.stringify(node.const)})`;

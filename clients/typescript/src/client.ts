@@ -2,15 +2,14 @@
  * The ebook-pool client: enqueue an ebook, read its status and pages, wait for it, follow its
  * progress, delete it, and retry its failed pages. Keys and formats: docs/contract.md.
  */
-import {
-  EbookStatusHash,
-  FailedEntry,
-  PageRecord,
-  type ProgressEvent,
-} from "./generated/wire.js";
+import { WireFormatError } from "./errors.js";
+import { EbookStatusHash, FailedEntry, PageRecord } from "./generated/wire.js";
 import { RETRY_FAILED_LUA } from "./generated/lua.js";
-import { DEFAULT_MAX_JOB_BYTES, type EbookBrief, InvalidEbookError, buildJobs } from "./jobs.js";
+import { DEFAULT_MAX_JOB_BYTES, type EbookBrief, buildJobs } from "./jobs.js";
+import { type ProgressMessage, isFinalEvent, parseProgressEntry } from "./progress.js";
 import { type RedisAdapter, type RedisLike, redisAdapter } from "./redis.js";
+
+export { WireFormatError };
 
 /** An ebook's state; `done`, `failed` and `partial` are terminal (until a retry). */
 export type EbookState = "queued" | "generating" | "done" | "failed" | "partial";
@@ -65,6 +64,31 @@ export interface EnqueueResult {
   created: boolean;
 }
 
+export interface SubscribeOptions extends WaitOptions {
+  /**
+   * Resume after this stream id (the `id` of the last event seen; an SSE `Last-Event-ID`).
+   * Default "0": from the oldest event the stream keeps.
+   */
+  lastEventId?: string;
+  /** Keep listening after the ebook's final state event (a retry may bring more). Default false. */
+  keepListening?: boolean;
+  /**
+   * "auto" (default): read the events stream; poll the status instead only when the stream
+   * does not exist while the status says the pool has started the ebook (a pool with
+   * PROGRESS_EVENTS=false, or a stream expired). "stream": never poll. "poll": only poll the
+   * status hash (state events derived from it, `id` null), as before the pool had events.
+   */
+  mode?: "auto" | "stream" | "poll";
+  /** XREAD BLOCK: how long one read waits before the status is checked (5000). */
+  blockMs?: number;
+  /**
+   * The connection XREAD BLOCK runs on (ioredis, node-redis or an adapter), when it must not be
+   * the client's own: BLOCK holds a connection, so a long-lived listener beside other requests
+   * (a route handler) should have its own (`redis.duplicate()`). Default: the client's.
+   */
+  connection?: RedisLike | RedisAdapter;
+}
+
 export interface WaitOptions {
   /** Give up after this long (rejects with a TimeoutError). Default: no limit. */
   timeoutMs?: number;
@@ -82,10 +106,6 @@ export class EbookExistsError extends Error {
 /** No status hash for this ebook id (never enqueued, or deleted). */
 export class UnknownEbookError extends Error {
   override name = "UnknownEbookError";
-}
-/** A record in Redis does not match the contract (a wrong prefix, or another writer). */
-export class WireFormatError extends Error {
-  override name = "WireFormatError";
 }
 
 // KEYS: status, queue. ARGV: total, now, the jobs in page order.
@@ -108,6 +128,8 @@ export function keysFor(prefix = "ebook") {
     status: (id: string) => `${prefix}:ebook:${id}:status`,
     pages: (id: string) => `${prefix}:ebook:${id}:pages`,
     errors: (id: string) => `${prefix}:ebook:${id}:errors`,
+    events: (id: string) => `${prefix}:ebook:${id}:events`,
+    eventsChannel: `${prefix}:events`,
   };
 }
 
@@ -172,14 +194,15 @@ export class EbookPoolClient {
   }
 
   /**
-   * Poll the status until the ebook is finished (done, failed or partial), with backoff.
+   * Poll the status until the ebook is finished (done, failed or partial), with backoff. It
+   * polls rather than reading the events stream, so it never holds the connection (no BLOCK).
    *
    * @throws UnknownEbookError if the ebook has no status; the signal's reason on abort; a
    *   TimeoutError (a DOMException) after `timeoutMs`.
    */
   async waitForEbook(ebookId: string, options: WaitOptions = {}): Promise<EbookStatus> {
-    for await (const event of this.subscribeProgress(ebookId, options)) {
-      if (TERMINAL_STATES.has(event.state)) {
+    for await (const event of this.subscribeProgress(ebookId, { ...options, mode: "poll" })) {
+      if (isFinalEvent(event)) {
         const status = await this.getStatus(ebookId);
         if (status?.finished) return status;
       }
@@ -188,47 +211,99 @@ export class EbookPoolClient {
   }
 
   /**
-   * The ebook's progress as it changes: one event now, then one per change of its state or
-   * counters, ending after a terminal state. Polls the status hash with backoff.
+   * The ebook's progress events as the pool publishes them (docs/contract.md, section 8): read
+   * from its stream with XREAD BLOCK, each validated and with its stream `id`, from
+   * `lastEventId` on; it ends after the ebook's final state event (done, failed, partial)
+   * unless `keepListening`. See `SubscribeOptions` for when it polls the status instead.
    *
-   * TODO(issue 13): read the pool's progress events stream once docs/contract.md defines it.
+   * The status hash is the truth: when nothing came for `blockMs` and the status says the
+   * ebook is finished (its last event was lost, or its last pages were invalid jobs, which
+   * publish no event), a state event derived from the status (`id` null) ends it.
    *
-   * @throws UnknownEbookError if the ebook has no status; see `waitForEbook` for the rest.
+   * @throws UnknownEbookError if the ebook has neither status nor events; WireFormatError on an
+   *   event that breaks the contract; see `waitForEbook` for the rest.
    */
   async *subscribeProgress(
     ebookId: string,
-    { timeoutMs, signal, minIntervalMs = 250, maxIntervalMs = 5_000 }: WaitOptions = {},
-  ): AsyncGenerator<ProgressEvent, void, undefined> {
+    options: SubscribeOptions = {},
+  ): AsyncGenerator<ProgressMessage, void, undefined> {
+    const { timeoutMs, signal, mode = "auto", blockMs = 5_000, keepListening = false } = options;
     const signals = [signal, timeoutMs === undefined ? undefined : AbortSignal.timeout(timeoutMs)];
     const stop = AbortSignal.any(signals.filter((s): s is AbortSignal => s !== undefined));
+    if (mode === "poll") {
+      yield* this.pollProgress(ebookId, options, stop, null);
+      return;
+    }
+    const redis = options.connection ? toAdapter(options.connection) : this.redis;
+    const key = this.keys.events(ebookId);
+    let [exists, status] = await this.probe(ebookId);
+    if (status === null && !exists) throw new UnknownEbookError(`unknown ebook ${ebookId}`);
+    let lastId = options.lastEventId ?? "0";
+    let lastState: EbookState | null = null;
+    let block = false; // the first read catches up at once
+    for (;;) {
+      stop.throwIfAborted();
+      const read = redis.xread(key, lastId, block ? { count: 100, blockMs } : { count: 100 });
+      const entries = await abortable(read, stop);
+      for (const entry of entries) {
+        const event = parseProgressEntry(entry);
+        lastId = entry.id;
+        if (event.type === "state") lastState = event.state;
+        yield event;
+        if (isFinalEvent(event) && !keepListening) return;
+      }
+      block = true;
+      if (entries.length > 0) continue;
+      [exists, status] = await this.probe(ebookId); // nothing new: what does the truth say?
+      if (status === null) return; // deleted while we followed it
+      if (mode === "auto" && !exists && status.state !== "queued") {
+        yield* this.pollProgress(ebookId, options, stop, lastState);
+        return;
+      }
+      if (status.finished && !keepListening) {
+        yield statusEvent(status, lastState);
+        return;
+      }
+    }
+  }
+
+  /** The status's state events (id null): one now, one per change; backoff while none. */
+  private async *pollProgress(
+    ebookId: string,
+    { minIntervalMs = 250, maxIntervalMs = 5_000, keepListening = false }: SubscribeOptions,
+    stop: AbortSignal,
+    previous: EbookState | null,
+  ): AsyncGenerator<ProgressMessage, void, undefined> {
     let last = "";
     let interval = minIntervalMs;
     for (;;) {
       stop.throwIfAborted();
       const status = await this.getStatus(ebookId);
       if (status === null) {
-        if (last === "") throw new UnknownEbookError(`unknown ebook ${ebookId}`);
+        if (last === "" && previous === null) throw new UnknownEbookError(`unknown ebook ${ebookId}`);
         return; // deleted while we followed it
       }
       const key = `${status.state}/${status.done}/${status.failed}/${status.total}`;
       if (key !== last) {
         last = key;
         interval = minIntervalMs;
-        yield {
-          type: "status",
-          ebookId,
-          state: status.state,
-          total: status.total,
-          done: status.done,
-          failed: status.failed,
-          at: status.updatedAt ?? Date.now(),
-        };
-        if (status.finished) return;
+        yield statusEvent(status, previous);
+        previous = status.state;
+        if (status.finished && !keepListening) return;
       } else {
         interval = Math.min(interval * 2, maxIntervalMs);
       }
       await sleep(interval, stop);
     }
+  }
+
+  /** Whether the events stream exists, and the status, in one MULTI. */
+  private async probe(ebookId: string): Promise<[boolean, EbookStatus | null]> {
+    const [exists, hash] = (await this.redis.multi([
+      ["EXISTS", this.keys.events(ebookId)],
+      ["HGETALL", this.keys.status(ebookId)],
+    ])) as [unknown, Record<string, string>];
+    return [Number(exists) > 0, decodeStatus(ebookId, hash)];
   }
 
   /**
@@ -246,7 +321,12 @@ export class EbookPoolClient {
           "wait for it, or pass { force: true }",
       );
     }
-    const ebook = [this.keys.status(ebookId), this.keys.pages(ebookId), this.keys.errors(ebookId)];
+    const ebook = [
+      this.keys.status(ebookId),
+      this.keys.pages(ebookId),
+      this.keys.errors(ebookId),
+      this.keys.events(ebookId),
+    ];
     await this.redis.multi([["DEL", ...ebook]]);
     return true;
   }
@@ -295,6 +375,59 @@ export class EbookPoolClient {
 /** A client of the pool at `options.redis` (or `options.adapter`). */
 export function createEbookClient(options: ClientOptions): EbookPoolClient {
   return new EbookPoolClient(options);
+}
+
+/**
+ * `subscribeProgress` on a connection of its own: `redis` (ioredis, node-redis or an adapter)
+ * runs every call, XREAD BLOCK included. Give it a dedicated connection and close it after.
+ */
+export function subscribeProgress(
+  redis: RedisLike | RedisAdapter,
+  ebookId: string,
+  { prefix, ...options }: SubscribeOptions & { prefix?: string } = {},
+): AsyncGenerator<ProgressMessage, void, undefined> {
+  const client = new EbookPoolClient({ adapter: toAdapter(redis), ...(prefix ? { prefix } : {}) });
+  return client.subscribeProgress(ebookId, options);
+}
+
+/** An adapter as it is; a client wrapped (an adapter has neither `call` nor `hGetAll`). */
+function toAdapter(redis: RedisLike | RedisAdapter): RedisAdapter {
+  return "call" in redis || "hGetAll" in redis ? redisAdapter(redis) : redis;
+}
+
+/** A state event derived from the status hash (not from the stream: its id is null). */
+function statusEvent(status: EbookStatus, previous: EbookState | null): ProgressMessage {
+  return {
+    v: 1,
+    type: "state",
+    ebookId: status.ebookId,
+    state: status.state,
+    previous,
+    total: status.total,
+    done: status.done,
+    failed: status.failed,
+    at: status.updatedAt ?? Date.now(),
+    id: null,
+  };
+}
+
+/** The promise, or the signal's reason as soon as it aborts (the promise is left to settle). */
+function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(value);
+      },
+      (err: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(err);
+      },
+    );
+  });
 }
 
 /** A status hash decoded, or null if it is empty; validated against `EbookStatusHash`. */

@@ -12,6 +12,7 @@ export {
   type EbookStatus,
   type EnqueueOptions,
   type EnqueueResult,
+  type SubscribeOptions,
   type WaitOptions,
   EbookExistsError,
   EbookPoolClient,
@@ -21,7 +22,9 @@ export {
   createEbookClient,
   decodeStatus,
   keysFor,
+  subscribeProgress,
 } from "./client.js";
+export { type ProgressMessage, isFinalEvent, parseProgressEntry } from "./progress.js";
 export {
   DEFAULT_MAX_JOB_BYTES,
   type EbookBrief,
@@ -37,7 +40,10 @@ export {
   type NodeRedisMulti,
   type RedisAdapter,
   type RedisLike,
+  type StreamEntry,
+  type XreadOptions,
   fromIoredis,
   fromNodeRedis,
+  parseXreadReply,
   redisAdapter,
 } from "./redis.js";

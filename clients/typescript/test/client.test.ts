@@ -37,6 +37,9 @@ function fakeAdapter(statuses: Record<string, string>[] = [], evalReply: unknown
       calls.push(...commands.map((c) => c.join(" ")));
       return commands.map(() => ({}));
     },
+    async xread() {
+      return [];
+    },
   };
   return { adapter, calls };
 }
@@ -79,7 +82,7 @@ test("an existing ebook id is refused, or skipped with ifExists: skip", async ()
   assert.equal(skipped.created, false);
 });
 
-test("subscribeProgress yields each change once and ends at a terminal state", async () => {
+test("subscribeProgress in poll mode yields each change once and ends at a terminal state", async () => {
   const { adapter } = fakeAdapter([
     status("queued", 0),
     status("queued", 0),
@@ -88,8 +91,11 @@ test("subscribeProgress yields each change once and ends at a terminal state", a
   ]);
   const client = createEbookClient({ adapter });
   const events = [];
-  for await (const e of client.subscribeProgress("b", { minIntervalMs: 1, maxIntervalMs: 2 })) {
-    events.push(`${e.state} ${e.done}/${e.failed}`);
+  const polling = { mode: "poll", minIntervalMs: 1, maxIntervalMs: 2 } as const;
+  for await (const e of client.subscribeProgress("b", polling)) {
+    assert.equal(e.type, "state");
+    assert.equal(e.id, null);
+    if (e.type === "state") events.push(`${e.state} ${e.done}/${e.failed}`);
   }
   assert.deepEqual(events, ["queued 0/0", "generating 1/0", "partial 1/1"]);
 });
@@ -121,7 +127,11 @@ test("deleteEbook refuses an unfinished ebook unless forced", async () => {
   const client = createEbookClient({ adapter });
   await assert.rejects(client.deleteEbook("b"), /generating \(1 pages pending\)/);
   assert.equal(await client.deleteEbook("b", { force: true }), true);
-  assert.ok(calls.includes("DEL ebook:ebook:b:status ebook:ebook:b:pages ebook:ebook:b:errors"));
+  assert.ok(
+    calls.includes(
+      "DEL ebook:ebook:b:status ebook:ebook:b:pages ebook:ebook:b:errors ebook:ebook:b:events",
+    ),
+  );
 });
 
 test("node-redis MULTI replies (flat hashes) and ioredis [error, reply] pairs are normalised", async () => {
@@ -130,6 +140,7 @@ test("node-redis MULTI replies (flat hashes) and ioredis [error, reply] pairs ar
     lRange: async () => [],
     eval: async () => 1,
     multi: () => ({ addCommand: () => undefined, exec: async () => [["a", "1", "b", "2"], 3] }),
+    sendCommand: async () => null,
   });
   assert.deepEqual(await node.multi([["HGETALL", "k"], ["DEL", "k"]]), [{ a: "1", b: "2" }, 3]);
   const io = fromIoredis({
@@ -137,6 +148,7 @@ test("node-redis MULTI replies (flat hashes) and ioredis [error, reply] pairs ar
     lrange: async () => [],
     eval: async () => 1,
     multi: () => ({ exec: async () => [[new Error("WRONGTYPE"), null]] }),
+    call: async () => null,
   });
   await assert.rejects(io.multi([["HGETALL", "k"]]), /WRONGTYPE/);
 });

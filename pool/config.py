@@ -7,6 +7,11 @@ A bad value raises `ConfigError` with one line naming the variable and what is a
 Redis over TLS and with a password: `REDIS_CA_CERT` (a path or the PEM text itself),
 `REDIS_TLS_INSECURE` and `REDIS_PASSWORD` complete REDIS_URL; `pool.connections` applies them.
 Neither the password nor the PEM text is ever echoed (`describe()`, error messages).
+
+`PoolSettings` combines one mixin per concern (Redis, workers and timing, HTTP and dashboard,
+progress events, logs, processes, rate limits, retention and prices). Each mixin is a plain
+pydantic model holding its fields, their validators and converted values; only the combined
+class is a `BaseSettings`, so pydantic-settings reads every mixin's fields from the environment.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
+    BaseModel,
     Field,
     SecretStr,
     ValidationError,
@@ -31,7 +37,15 @@ from pool.shared import ConfigError, error_message, mask_url
 
 __all__ = [
     "ConfigError",
+    "HttpSettings",
+    "LogSettings",
     "PoolSettings",
+    "ProcessSettings",
+    "ProgressEventSettings",
+    "RateLimitSettings",
+    "RedisSettings",
+    "RetentionSettings",
+    "WorkerSettings",
     "is_pem",
     "load_settings",
     "mask_url",
@@ -43,12 +57,8 @@ _PEM_MARKER = "-----BEGIN"
 _MAX_SHOWN_PATH = 256  # a longer REDIS_CA_CERT is not echoed: it is not a path we could show
 
 
-class PoolSettings(BaseSettings):
-    """Settings of the worker pool. Every field is read from the env var of the same name."""
-
-    model_config = SettingsConfigDict(
-        extra="ignore", frozen=True, populate_by_name=True, hide_input_in_errors=True
-    )
+class RedisSettings(BaseModel):
+    """Which Redis, how to reach it (TLS, password) and the key prefix."""
 
     redis_url: str = Field(
         default="redis://localhost:6379/0",
@@ -77,6 +87,73 @@ class PoolSettings(BaseSettings):
         pattern=r"^[A-Za-z0-9_.:-]+$",
         description="Prefix of every Redis key the pool reads or writes.",
     )
+    redis_require_noeviction: bool = Field(
+        default=False,
+        description="Refuse to start unless Redis's maxmemory-policy is noeviction.",
+    )
+
+    @field_validator("redis_password", "redis_ca_cert", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        """An empty variable (common on hosting dashboards) means not set."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("redis_ca_cert")
+    @classmethod
+    def _check_ca(cls, value: str | None) -> str | None:
+        """A readable PEM file or PEM text that parses; PEM text comes back normalised."""
+        if value is None:
+            return None
+        if is_pem(value):
+            pem = value.strip()
+            if "\n" not in pem and "\\n" in pem:  # pasted with escaped newlines
+                pem = pem.replace("\\n", "\n")
+            try:
+                ssl.create_default_context().load_verify_locations(cadata=pem)
+            except (ssl.SSLError, ValueError):
+                raise ValueError(
+                    f"PEM text ({len(pem.encode())} bytes) holds no certificate that can be parsed"
+                ) from None
+            return pem
+        shown = value if len(value) <= _MAX_SHOWN_PATH and "\n" not in value else "the value"
+        path = Path(value).expanduser()
+        try:
+            is_file = path.is_file()
+        except OSError:  # e.g. a name too long for a path: not a file either
+            is_file = False
+        if not is_file:
+            raise ValueError(
+                f"{shown} is not a file (give the path of a PEM file or the PEM text itself, "
+                f"which starts with {_PEM_MARKER})"
+            )
+        try:
+            ssl.create_default_context().load_verify_locations(cafile=str(path))
+        except ssl.SSLError:
+            raise ValueError(f"{shown} holds no certificate that can be parsed") from None
+        except OSError as exc:
+            raise ValueError(
+                f"{shown} cannot be read ({exc.strerror or type(exc).__name__})"
+            ) from None
+        return str(path)
+
+    @property
+    def redis_ca_pem(self) -> str | None:
+        """REDIS_CA_CERT when it holds the PEM text itself."""
+        ca = self.redis_ca_cert
+        return ca if ca is not None and is_pem(ca) else None
+
+    @property
+    def redis_ca_path(self) -> str | None:
+        """REDIS_CA_CERT when it is the path of a PEM file."""
+        ca = self.redis_ca_cert
+        return ca if ca is not None and not is_pem(ca) else None
+
+
+class WorkerSettings(BaseModel):
+    """Workers, retries, timing (in the seed's milliseconds, also as `*_s` seconds) and liveness."""
+
     concurrent_workers: int = Field(
         default=5, ge=1, le=10_000, description="Worker coroutines in this process."
     )
@@ -128,223 +205,6 @@ class PoolSettings(BaseSettings):
     max_job_bytes: int = Field(
         default=65_536, ge=256, le=16_777_216, description="Largest accepted job payload, bytes."
     )
-    redis_require_noeviction: bool = Field(
-        default=False,
-        description="Refuse to start unless Redis's maxmemory-policy is noeviction.",
-    )
-    http_port: int | None = Field(
-        default=None,
-        ge=0,
-        le=65_535,
-        validation_alias=AliasChoices("HTTP_PORT", "PORT"),
-        description="Port of /healthz and /readyz; PORT (set by Railway) is read when HTTP_PORT "
-        "is not set; neither = no HTTP server.",
-    )
-    http_host: str = Field(
-        default="0.0.0.0",
-        min_length=1,
-        description="Address the HTTP server binds to (0.0.0.0 = every IPv4 interface).",
-    )
-    log_format: Literal["text", "json"] = Field(
-        default="text", description="'text' for people, 'json' for Railway's log explorer."
-    )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        default="INFO", description="Least severe level logged."
-    )
-    processes: Annotated[int, Field(ge=1, le=1_024)] | Literal["auto"] = Field(
-        default=1,
-        description="Pool processes `run` starts under one supervisor; 'auto' = the CPUs this "
-        "process may use (cgroup quota aware); 1 = no supervisor.",
-    )
-    event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
-        default="auto",
-        description="'auto' = uvloop where it is installed, else asyncio's loop; 'asyncio' turns "
-        "uvloop off.",
-    )
-    dashboard_enabled: bool = Field(
-        default=True,
-        description="Serve the dashboard at / on the HTTP server (HTTP_PORT/PORT).",
-    )
-    dashboard_token: SecretStr | None = Field(
-        default=None,
-        min_length=16,
-        description="Token the dashboard's actions (retry, purge, pause) need; unset = read-only.",
-    )
-    dashboard_max_ebooks: int = Field(
-        default=100,
-        ge=1,
-        le=10_000,
-        description="Most recent ebooks the dashboard lists (found by SCAN).",
-    )
-    # Log volume (issue 14): per-page lines past this rate are held back, with a summary line.
-    log_page_lines_per_s: int = Field(
-        default=50,
-        ge=0,
-        le=1_000_000,
-        description="Most per-page lines (Processing/Completed job) written a second at INFO; "
-        "the rest are held back (DEBUG if LOG_LEVEL=DEBUG) and counted in a summary line.",
-    )
-    # Rate-limit governor (issue 10): one budget per API key and model, shared over Redis.
-    openai_rpm_limit: int | None = Field(
-        default=None,
-        ge=1,
-        le=1_000_000_000,
-        description="Requests per minute of the API budget every process on this Redis shares "
-        "(per API key and model); unset = learned from the API's x-ratelimit-limit-requests.",
-    )
-    openai_tpm_limit: int | None = Field(
-        default=None,
-        ge=1,
-        le=1_000_000_000_000,
-        description="Tokens per minute of that budget (prompt + max_tokens, as OpenAI counts "
-        "them); unset = learned from x-ratelimit-limit-tokens.",
-    )
-    rate_limit_governor: bool = Field(
-        default=True,
-        description="Pace API requests with the shared budget; false sends them unpaced.",
-    )
-    rate_limit_max_wait: int = Field(
-        default=300_000,
-        ge=1_000,
-        le=86_400_000,
-        description=f"Longest a page waits for budget before it goes back to the queue, {_MS}.",
-    )
-    rate_limit_burst: int = Field(
-        default=1_000,
-        ge=0,
-        le=60_000,
-        description=f"Budget the shared bucket may spend at once, as {_MS} of the limit.",
-    )
-    rate_limit_refund_unused: bool = Field(
-        default=False,
-        description="Give the completion tokens a page did not use back to the TPM budget "
-        "(for servers that count usage; OpenAI counts max_tokens).",
-    )
-    # --- metrics and progress events (issue 12) ---
-    metrics_enabled: bool = Field(
-        default=True,
-        description="Serve Prometheus /metrics on the HTTP server (HTTP_PORT/PORT).",
-    )
-    progress_events: bool = Field(
-        default=True,
-        description="Publish each page's outcome and each ebook state change to Redis "
-        "(a capped stream per ebook and a pub/sub channel).",
-    )
-    progress_events_maxlen: int = Field(
-        default=1_000,
-        ge=10,
-        le=1_000_000,
-        description="About how many events each ebook's event stream keeps (XADD MAXLEN ~).",
-    )
-    progress_events_ttl: int = Field(
-        default=86_400_000,
-        ge=1_000,
-        description="An ebook's event stream expires this long after its last event, ms.",
-    )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _upper_level(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for key in ("log_level", "LOG_LEVEL"):
-                if isinstance(data.get(key), str):
-                    data[key] = data[key].upper()
-            lower = ("log_format", "processes", "event_loop")
-            for key in (*lower, *(name.upper() for name in lower)):
-                if isinstance(data.get(key), str):
-                    data[key] = data[key].lower()
-        return data
-
-    @field_validator("processes", mode="before")
-    @classmethod
-    def _processes_word(cls, value: Any) -> Any:
-        if isinstance(value, str) and value.strip() != "auto" and not value.strip().isdigit():
-            raise ValueError(f"must be a whole number of processes or 'auto' (got {value!r})")
-        return value
-
-    @field_validator("redis_password", "redis_ca_cert", mode="before")
-    @classmethod
-    def _empty_is_unset(cls, value: Any) -> Any:
-        """An empty variable (common on hosting dashboards) means not set."""
-        if isinstance(value, str) and not value.strip():
-            return None
-        return value
-
-    @field_validator("redis_ca_cert")
-    @classmethod
-    def _check_ca(cls, value: str | None) -> str | None:
-        """A readable PEM file or PEM text that parses; PEM text comes back normalised."""
-        if value is None:
-            return None
-        if is_pem(value):
-            pem = value.strip()
-            if "\n" not in pem and "\\n" in pem:  # pasted with escaped newlines
-                pem = pem.replace("\\n", "\n")
-            try:
-                ssl.create_default_context().load_verify_locations(cadata=pem)
-            except (ssl.SSLError, ValueError):
-                raise ValueError(
-                    f"PEM text ({len(pem.encode())} bytes) holds no certificate that can be parsed"
-                ) from None
-            return pem
-        shown = value if len(value) <= _MAX_SHOWN_PATH and "\n" not in value else "the value"
-        path = Path(value).expanduser()
-        try:
-            is_file = path.is_file()
-        except OSError:  # e.g. a name too long for a path: not a file either
-            is_file = False
-        if not is_file:
-            raise ValueError(
-                f"{shown} is not a file (give the path of a PEM file or the PEM text itself, "
-                f"which starts with {_PEM_MARKER})"
-            )
-        try:
-            ssl.create_default_context().load_verify_locations(cafile=str(path))
-        except ssl.SSLError:
-            raise ValueError(f"{shown} holds no certificate that can be parsed") from None
-        except OSError as exc:
-            raise ValueError(
-                f"{shown} cannot be read ({exc.strerror or type(exc).__name__})"
-            ) from None
-        return str(path)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _blank_limit_is_unset(cls, data: Any) -> Any:
-        # Railway and docker-compose often define a variable as empty rather than not at all.
-        if isinstance(data, dict):
-            for key in list(data):
-                if (
-                    key.lower() in ("openai_rpm_limit", "openai_tpm_limit")
-                    and isinstance(data[key], str)
-                    and not data[key].strip()
-                ):
-                    data[key] = None
-        return data
-
-    @model_validator(mode="after")
-    def _check(self) -> PoolSettings:
-        if self.heartbeat_timeout < 2 * self.heartbeat_interval:
-            raise ValueError(
-                "HEARTBEAT_TIMEOUT must be at least twice HEARTBEAT_INTERVAL "
-                f"({self.heartbeat_timeout} < 2 x {self.heartbeat_interval})"
-            )
-        scheme = urlsplit(self.redis_url).scheme
-        if scheme not in {"redis", "rediss", "unix"}:
-            raise ValueError(
-                f"REDIS_URL must start with redis://, rediss:// or unix:// (got {scheme or 'no'} scheme)"
-            )
-        if scheme != "rediss":
-            for name, value in (
-                ("REDIS_CA_CERT", self.redis_ca_cert is not None),
-                ("REDIS_TLS_INSECURE", self.redis_tls_insecure),
-            ):
-                if value:
-                    raise ValueError(
-                        f"{name} is set but REDIS_URL is not a rediss:// URL, so TLS is off; "
-                        "use rediss:// or unset it"
-                    )
-        return self
 
     # Converted values, named with their unit.
     @property
@@ -388,6 +248,185 @@ class PoolSettings(BaseSettings):
         return self.pause_probe_interval / 1000
 
     @property
+    def max_attempts(self) -> int:
+        return self.max_retries + 1
+
+
+class HttpSettings(BaseModel):
+    """The HTTP server: health checks, the dashboard and Prometheus metrics."""
+
+    http_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65_535,
+        validation_alias=AliasChoices("HTTP_PORT", "PORT"),
+        description="Port of /healthz and /readyz; PORT (set by Railway) is read when HTTP_PORT "
+        "is not set; neither = no HTTP server.",
+    )
+    http_host: str = Field(
+        default="0.0.0.0",
+        min_length=1,
+        description="Address the HTTP server binds to (0.0.0.0 = every IPv4 interface).",
+    )
+    dashboard_enabled: bool = Field(
+        default=True,
+        description="Serve the dashboard at / on the HTTP server (HTTP_PORT/PORT).",
+    )
+    dashboard_token: SecretStr | None = Field(
+        default=None,
+        min_length=16,
+        description="Token the dashboard's actions (retry, purge, pause) need; unset = read-only.",
+    )
+    dashboard_max_ebooks: int = Field(
+        default=100,
+        ge=1,
+        le=10_000,
+        description="Most recent ebooks the dashboard lists (found by SCAN).",
+    )
+    metrics_enabled: bool = Field(
+        default=True,
+        description="Serve Prometheus /metrics on the HTTP server (HTTP_PORT/PORT).",
+    )
+
+
+class ProgressEventSettings(BaseModel):
+    """Progress events (issue 12): each page's outcome and ebook state change, to Redis."""
+
+    progress_events: bool = Field(
+        default=True,
+        description="Publish each page's outcome and each ebook state change to Redis "
+        "(a capped stream per ebook and a pub/sub channel).",
+    )
+    progress_events_maxlen: int = Field(
+        default=1_000,
+        ge=10,
+        le=1_000_000,
+        description="About how many events each ebook's event stream keeps (XADD MAXLEN ~).",
+    )
+    progress_events_ttl: int = Field(
+        default=86_400_000,
+        ge=1_000,
+        description="An ebook's event stream expires this long after its last event, ms.",
+    )
+
+
+class LogSettings(BaseModel):
+    """Log format, level and volume (issue 14)."""
+
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="'text' for people, 'json' for Railway's log explorer."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Least severe level logged."
+    )
+    # Per-page lines past this rate are held back, with a summary line.
+    log_page_lines_per_s: int = Field(
+        default=50,
+        ge=0,
+        le=1_000_000,
+        description="Most per-page lines (Processing/Completed job) written a second at INFO; "
+        "the rest are held back (DEBUG if LOG_LEVEL=DEBUG) and counted in a summary line.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _log_case(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in ("log_level", "LOG_LEVEL"):
+                if isinstance(data.get(key), str):
+                    data[key] = data[key].upper()
+            for key in ("log_format", "LOG_FORMAT"):
+                if isinstance(data.get(key), str):
+                    data[key] = data[key].lower()
+        return data
+
+
+class ProcessSettings(BaseModel):
+    """How `run` runs: pool processes under a supervisor, and the event loop."""
+
+    processes: Annotated[int, Field(ge=1, le=1_024)] | Literal["auto"] = Field(
+        default=1,
+        description="Pool processes `run` starts under one supervisor; 'auto' = the CPUs this "
+        "process may use (cgroup quota aware); 1 = no supervisor.",
+    )
+    event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
+        default="auto",
+        description="'auto' = uvloop where it is installed, else asyncio's loop; 'asyncio' turns "
+        "uvloop off.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _process_case(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            lower = ("processes", "event_loop")
+            for key in (*lower, *(name.upper() for name in lower)):
+                if isinstance(data.get(key), str):
+                    data[key] = data[key].lower()
+        return data
+
+    @field_validator("processes", mode="before")
+    @classmethod
+    def _processes_word(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip() != "auto" and not value.strip().isdigit():
+            raise ValueError(f"must be a whole number of processes or 'auto' (got {value!r})")
+        return value
+
+
+class RateLimitSettings(BaseModel):
+    """The rate-limit governor (issue 10): one budget per API key and model, shared over Redis."""
+
+    openai_rpm_limit: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000_000,
+        description="Requests per minute of the API budget every process on this Redis shares "
+        "(per API key and model); unset = learned from the API's x-ratelimit-limit-requests.",
+    )
+    openai_tpm_limit: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000_000_000,
+        description="Tokens per minute of that budget (prompt + max_tokens, as OpenAI counts "
+        "them); unset = learned from x-ratelimit-limit-tokens.",
+    )
+    rate_limit_governor: bool = Field(
+        default=True,
+        description="Pace API requests with the shared budget; false sends them unpaced.",
+    )
+    rate_limit_max_wait: int = Field(
+        default=300_000,
+        ge=1_000,
+        le=86_400_000,
+        description=f"Longest a page waits for budget before it goes back to the queue, {_MS}.",
+    )
+    rate_limit_burst: int = Field(
+        default=1_000,
+        ge=0,
+        le=60_000,
+        description=f"Budget the shared bucket may spend at once, as {_MS} of the limit.",
+    )
+    rate_limit_refund_unused: bool = Field(
+        default=False,
+        description="Give the completion tokens a page did not use back to the TPM budget "
+        "(for servers that count usage; OpenAI counts max_tokens).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_limit_is_unset(cls, data: Any) -> Any:
+        # Railway and docker-compose often define a variable as empty rather than not at all.
+        if isinstance(data, dict):
+            for key in list(data):
+                if (
+                    key.lower() in ("openai_rpm_limit", "openai_tpm_limit")
+                    and isinstance(data[key], str)
+                    and not data[key].strip()
+                ):
+                    data[key] = None
+        return data
+
+    @property
     def rate_limit_max_wait_s(self) -> float:
         return self.rate_limit_max_wait / 1000
 
@@ -395,37 +434,10 @@ class PoolSettings(BaseSettings):
     def rate_limit_burst_s(self) -> float:
         return self.rate_limit_burst / 1000
 
-    @property
-    def max_attempts(self) -> int:
-        return self.max_retries + 1
 
-    def describe(self) -> dict[str, Any]:
-        """The effective configuration as env var names → values, secrets masked."""
-        out = {name.upper(): value for name, value in self.model_dump().items()}
-        out["REDIS_URL"] = mask_url(self.redis_url)
-        out["REDIS_PASSWORD"] = "***" if self.redis_password is not None else None
-        out["DASHBOARD_TOKEN"] = "***" if self.dashboard_token is not None else None
-        ca = self.redis_ca_cert
-        if ca is not None and is_pem(ca):
-            out["REDIS_CA_CERT"] = f"<PEM, {len(ca.encode())} bytes>"
-        running = running_loop_name()
-        if running is not None:  # the loop that actually runs, e.g. 'uvloop (auto)'
-            out["EVENT_LOOP"] = f"{running} (auto)" if self.event_loop == "auto" else running
-        return out
+class RetentionSettings(BaseModel):
+    """Pay once per page (issue 11): retention, the failed list's cap, the result cache, prices."""
 
-    @property
-    def redis_ca_pem(self) -> str | None:
-        """REDIS_CA_CERT when it holds the PEM text itself."""
-        ca = self.redis_ca_cert
-        return ca if ca is not None and is_pem(ca) else None
-
-    @property
-    def redis_ca_path(self) -> str | None:
-        """REDIS_CA_CERT when it is the path of a PEM file."""
-        ca = self.redis_ca_cert
-        return ca if ca is not None and not is_pem(ca) else None
-
-    # --- issue 11: pay once per page (idempotent jobs, ledger, result cache, retention) ----
     result_ttl: int = Field(
         default=604_800_000,
         ge=0,
@@ -457,6 +469,51 @@ class PoolSettings(BaseSettings):
         default=None, ge=0, description="One output price for every model, USD per 1M tokens."
     )
 
+
+# pydantic lists the fields of the most basic class first: the mixins are named last to first,
+# so the fields (and `describe()`) read in the README's order, Redis first.
+class PoolSettings(
+    RetentionSettings,
+    RateLimitSettings,
+    ProcessSettings,
+    LogSettings,
+    ProgressEventSettings,
+    HttpSettings,
+    WorkerSettings,
+    RedisSettings,
+    BaseSettings,
+):
+    """Settings of the worker pool. Every field is read from the env var of the same name."""
+
+    model_config = SettingsConfigDict(
+        extra="ignore", frozen=True, populate_by_name=True, hide_input_in_errors=True
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> PoolSettings:
+        """Rules across fields (one validator here keeps the order in which they are checked)."""
+        if self.heartbeat_timeout < 2 * self.heartbeat_interval:
+            raise ValueError(
+                "HEARTBEAT_TIMEOUT must be at least twice HEARTBEAT_INTERVAL "
+                f"({self.heartbeat_timeout} < 2 x {self.heartbeat_interval})"
+            )
+        scheme = urlsplit(self.redis_url).scheme
+        if scheme not in {"redis", "rediss", "unix"}:
+            raise ValueError(
+                f"REDIS_URL must start with redis://, rediss:// or unix:// (got {scheme or 'no'} scheme)"
+            )
+        if scheme != "rediss":
+            for name, value in (
+                ("REDIS_CA_CERT", self.redis_ca_cert is not None),
+                ("REDIS_TLS_INSECURE", self.redis_tls_insecure),
+            ):
+                if value:
+                    raise ValueError(
+                        f"{name} is set but REDIS_URL is not a rediss:// URL, so TLS is off; "
+                        "use rediss:// or unset it"
+                    )
+        return self
+
     @property
     def inflight_ttl_ms(self) -> int:
         """Longest a job's in-flight marker lives: every attempt (its wait for the rate-limit
@@ -465,6 +522,20 @@ class PoolSettings(BaseSettings):
         job still waited for budget would let a second copy be generated."""
         per_attempt = self.rate_limit_max_wait + self.generation_timeout + self.retry_backoff_max
         return self.max_attempts * per_attempt + self.heartbeat_timeout
+
+    def describe(self) -> dict[str, Any]:
+        """The effective configuration as env var names → values, secrets masked."""
+        out = {name.upper(): value for name, value in self.model_dump().items()}
+        out["REDIS_URL"] = mask_url(self.redis_url)
+        out["REDIS_PASSWORD"] = "***" if self.redis_password is not None else None
+        out["DASHBOARD_TOKEN"] = "***" if self.dashboard_token is not None else None
+        ca = self.redis_ca_cert
+        if ca is not None and is_pem(ca):
+            out["REDIS_CA_CERT"] = f"<PEM, {len(ca.encode())} bytes>"
+        running = running_loop_name()
+        if running is not None:  # the loop that actually runs, e.g. 'uvloop (auto)'
+            out["EVENT_LOOP"] = f"{running} (auto)" if self.event_loop == "auto" else running
+        return out
 
 
 _S = TypeVar("_S", bound=BaseSettings)

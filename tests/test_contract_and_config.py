@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from pydantic import BaseModel
 
 from pool import (
     ConfigError,
@@ -15,7 +16,17 @@ from pool import (
     job_schema,
     load_settings,
 )
-from pool.config import mask_url
+from pool.config import (
+    HttpSettings,
+    LogSettings,
+    ProcessSettings,
+    ProgressEventSettings,
+    RateLimitSettings,
+    RedisSettings,
+    RetentionSettings,
+    WorkerSettings,
+    mask_url,
+)
 from pool.stats import Stats, format_stats
 
 
@@ -77,6 +88,66 @@ def test_redis_public_url_is_the_fallback(monkeypatch: pytest.MonkeyPatch) -> No
     assert "s3cret" not in str(s.describe())
     monkeypatch.setenv("REDIS_URL", "redis://primary:6379")
     assert load_settings(PoolSettings).redis_url == "redis://primary:6379"
+
+
+# A few variables of each settings mixin (pool/config.py), as the env gives them: strings.
+_FROM_ENV: dict[type[BaseModel], dict[str, tuple[str, object]]] = {
+    RedisSettings: {
+        "REDIS_URL": ("redis://cache.internal:6380/2", "redis://cache.internal:6380/2"),
+        "KEY_PREFIX": ("books", "books"),
+        "REDIS_REQUIRE_NOEVICTION": ("true", True),
+    },
+    WorkerSettings: {
+        "CONCURRENT_WORKERS": ("7", 7),
+        "RETRY_BACKOFF_MAX": ("45000", 45_000),
+        "HEARTBEAT_TIMEOUT": ("12000", 12_000),
+    },
+    HttpSettings: {
+        "PORT": ("8081", 8081),
+        "DASHBOARD_MAX_EBOOKS": ("25", 25),
+        "METRICS_ENABLED": ("false", False),
+    },
+    ProgressEventSettings: {
+        "PROGRESS_EVENTS": ("0", False),
+        "PROGRESS_EVENTS_MAXLEN": ("500", 500),
+    },
+    LogSettings: {
+        "LOG_LEVEL": ("debug", "DEBUG"),
+        "LOG_FORMAT": ("JSON", "json"),
+        "LOG_PAGE_LINES_PER_S": ("5", 5),
+    },
+    ProcessSettings: {"PROCESSES": ("Auto", "auto"), "EVENT_LOOP": ("asyncio", "asyncio")},
+    RateLimitSettings: {
+        "OPENAI_RPM_LIMIT": ("500", 500),
+        "OPENAI_TPM_LIMIT": (" ", None),
+        "RATE_LIMIT_BURST": ("2000", 2_000),
+    },
+    RetentionSettings: {
+        "RESULT_TTL": ("0", 0),
+        "CACHE_TTL": ("3600000", 3_600_000),
+        "OPENAI_PRICE_INPUT_PER_1M": ("0.15", 0.15),
+    },
+}
+_ALIASES = {"PORT": "http_port"}
+
+
+def test_every_settings_mixin_is_read_from_the_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PoolSettings is its mixins combined: each mixin's variables load, aliases and case too."""
+    mixins = [base for base in PoolSettings.__mro__ if base in _FROM_ENV]
+    assert set(mixins) == set(_FROM_ENV)
+    assert {name for m in mixins for name in m.model_fields} == set(PoolSettings.model_fields)
+    monkeypatch.delenv("HTTP_PORT", raising=False)
+    for variables in _FROM_ENV.values():
+        for name, (raw, _) in variables.items():
+            monkeypatch.setenv(name, raw)
+    s = load_settings(PoolSettings)
+    for mixin, variables in _FROM_ENV.items():
+        for name, (_, expected) in variables.items():
+            field = _ALIASES.get(name, name.lower())
+            assert field in mixin.model_fields, name
+            assert getattr(s, field) == expected, name
+    assert s.retry_backoff_max_s == 45.0 and s.rate_limit_burst_s == 2.0
+    assert s.describe()["LOG_LEVEL"] == "DEBUG" and s.describe()["HTTP_PORT"] == 8081
 
 
 @pytest.mark.parametrize(

@@ -71,7 +71,7 @@ end
 -- it in the in-flight marker, so the scripts that end the job find their own marker by it).
 -- Returns its ticket (see make_ticket) to generate it; or false and why it is acknowledged
 -- without a request: its page is stored for the same jobId and brief ('stored', read from the
--- page record itself), or a copy with the same brief is held by a pool process ('in flight').
+-- page record itself), or the same payload is held by a pool process ('in flight').
 -- `p` holds the heads and tails of the pages, status and in-flight keys (Keys.parts).
 -- App-writable keys are read with pcall: a key of another type must not stop a claim half-way.
 local function admit(raw, owner, ttl, p)
@@ -83,11 +83,15 @@ local function admit(raw, owner, ttl, p)
     count_skipped(p[3] .. e .. p[4])
     return false, 'stored'
   end
+  -- The marker names the brief, the exact payload and the owner: only a byte-identical copy
+  -- (the app pushing the same job twice) is acknowledged as in flight, so a different payload
+  -- under the same ids (one the pool will find invalid, say) still reaches its own end.
   local marker = p[5] .. id .. p[6]
-  local set = redis.pcall('SET', marker, sha .. ' ' .. owner, 'NX', 'PX', ttl)
+  local this = sha .. ' ' .. redis.sha1hex(raw) .. ' '
+  local set = redis.pcall('SET', marker, this .. owner, 'NX', 'PX', ttl)
   if type(set) == 'table' and set.ok then return make_ticket(sha, true, marker) end
   local held = redis.pcall('GET', marker)
-  if type(held) == 'string' and string.sub(held, 1, #sha + 1) == sha .. ' ' then
+  if type(held) == 'string' and string.sub(held, 1, #this) == this then
     count_skipped(p[3] .. e .. p[4])
     return false, 'in flight'
   end
@@ -112,7 +116,9 @@ end
 local function end_ticket(ticket, owner)
   if string.sub(ticket, 41, 41) ~= '+' then return end
   local marker = string.sub(ticket, 42)
-  if redis.pcall('GET', marker) == string.sub(ticket, 1, 40) .. ' ' .. owner then
+  local v = redis.pcall('GET', marker)
+  if type(v) == 'string' and string.sub(v, 1, 41) == string.sub(ticket, 1, 40) .. ' '
+    and string.sub(v, -(#owner + 1)) == ' ' .. owner then
     redis.call('DEL', marker)
   end
 end

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from pool.control import pool_paused_by_operator
+from pool.ratelimit import BudgetSnapshot
 from pool.store import Store
 from pool_app.dashboard import READ_ONLY_WHY, TOKEN_HEADER
-from pool_app.dashboard.data import failed_id
+from pool_app.dashboard.data import budget_tile, failed_id
 from pool_app.export import read_book, render_markdown
 from tests.dashboard_helpers import (
     KEYS,
@@ -290,3 +291,21 @@ async def test_failed_job_page_and_api(redis_server: RedisServer, redis: Redis) 
         gone = await client.get("/failed/0123456789abcdef0123")
         assert gone.status == 200 and "not in the failed list" in await gone.text()
         assert (await client.get("/api/failed/0123456789abcdef0123")).status == 404
+
+
+def test_the_budget_card_shows_the_busiest_limit_in_use() -> None:
+    """The overview's budget card: none before any budget; else the larger share in use."""
+
+    from pool.ratelimit import BudgetSnapshot
+
+    def budget(rpm_pct: float | None, tpm_pct: float | None) -> BudgetSnapshot:
+        fields: dict[str, Any] = {
+            "model": "gpt-4o-mini", "rpm_use_pct": rpm_pct, "tpm_use_pct": tpm_pct,
+            "cooldown_s": 0.0,
+        }  # fmt: skip
+        return cast(BudgetSnapshot, fields)
+
+    assert budget_tile([]) is None
+    tile = budget_tile([budget(98.7, 41.0), budget(None, 12.0)])
+    assert tile is not None and tile["used"] == 0.987
+    assert tile["note"] == "gpt-4o-mini 98.7% RPM 41.0% TPM, gpt-4o-mini RPM ? 12.0% TPM"

@@ -19,6 +19,7 @@ from pool.control import read_operator_pause
 from pool.deadletters import FailedEntry
 from pool.ebooks import EbookStatus, read_errors, read_pages, read_status, read_statuses
 from pool.keys import Keys
+from pool.ratelimit import BudgetSnapshot, budget_use, read_budgets
 from pool.store import Store
 from pool_app.dashboard.markdown import render_markdown
 from pool_app.reports import pools_report_data, status_data
@@ -196,8 +197,7 @@ async def overview(
         "pagesPerMin": round(sum(_number(p.get("pages_per_min")) for p in pool_rows), 2),
         "pools": pool_rows,
         "operatorPause": await read_operator_pause(redis, keys),
-        # The rate-limit budget in use: filled in once the governor publishes it.
-        "budget": None,
+        "budget": budget_tile(await read_budgets(redis, keys)),
         "ebooks": [ebook_row(statuses[i]) for i in ebooks.ids if i in statuses],
         "ebooksTruncated": ebooks.truncated,
         "failed": [failed_row(e) for e in await store.failed(0, FAILED_SHOWN - 1)],
@@ -234,3 +234,17 @@ def _number(value: Any) -> float:
 
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def budget_tile(budgets: list[BudgetSnapshot]) -> dict[str, Any] | None:
+    """The overview's budget card: the busiest share of any limit in use over the last minute
+    (RPM or TPM, 0..1) and the [Stats] line's words for every budget; None before any budget."""
+    shares = [
+        pct / 100
+        for b in budgets
+        for pct in (b["rpm_use_pct"], b["tpm_use_pct"])
+        if pct is not None
+    ]
+    if not budgets:
+        return None
+    return {"used": max(shares, default=0.0), "note": budget_use(budgets)}

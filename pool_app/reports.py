@@ -13,7 +13,7 @@ from pydantic.alias_generators import to_camel
 
 from pool.clock import iso
 from pool.deadletters import FailedEntry
-from pool.ebooks import EbookStatus
+from pool.ebooks import LEDGER_FIELDS, EbookStatus
 from pool.ratelimit import BudgetSnapshot, describe_budget
 
 __all__ = [
@@ -23,20 +23,11 @@ __all__ = [
     "format_status",
     "pools_report_data",
     "pools_report_json",
+    "status_counts",
     "status_data",
 ]
 
 _ERROR_WIDTH = 70
-_LEDGER_TOTALS = (
-    "requests",
-    "promptTokens",
-    "completionTokens",
-    "wastedTokens",
-    "costUsd",
-    "cacheHits",
-    "cacheMisses",
-    "tokensSaved",
-)
 
 
 def _usd(value: Any) -> str:
@@ -69,6 +60,17 @@ def status_data(
         else:
             rows.append({"pageIndex": index, "status": "pending"})
     return {
+        **status_counts(status),
+        "startedAt": status["started_at"],
+        "skipped": status["skipped"],
+        "ledger": dict(status["ledger"]),
+        "pages": rows,
+    }
+
+
+def status_counts(status: EbookStatus) -> dict[str, Any]:
+    """An ebook's id, state, page counts and times as the wire (camelCase) has them."""
+    return {
         "ebookId": status["ebook_id"],
         "state": status["state"],
         "total": status["total"],
@@ -76,12 +78,8 @@ def status_data(
         "failed": status["failed"],
         "pending": max(status["total"] - status["done"] - status["failed"], 0),
         "createdAt": status["created_at"],
-        "startedAt": status["started_at"],
         "updatedAt": status["updated_at"],
         "finishedAt": status["finished_at"],
-        "skipped": status["skipped"],
-        "ledger": dict(status["ledger"]),
-        "pages": rows,
     }
 
 
@@ -140,7 +138,7 @@ def pools_report_data(
     process's last heartbeat (as stored), and the rate-limit budgets
     (`pool.ratelimit.read_budgets`)."""
     totals = {
-        name: sum(p.get(name) or 0 for p in pools.values()) for name in (*_LEDGER_TOTALS, "skipped")
+        name: sum(p.get(name) or 0 for p in pools.values()) for name in (*LEDGER_FIELDS, "skipped")
     }
     totals["costUsd"] = round(totals["costUsd"], 6)
     return {

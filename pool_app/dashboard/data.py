@@ -22,7 +22,7 @@ from pool.keys import Keys
 from pool.ratelimit import BudgetSnapshot, budget_use, read_budgets
 from pool.store import Store
 from pool_app.dashboard.markdown import render_markdown
-from pool_app.reports import pools_report_data, status_data
+from pool_app.reports import pools_report_data, status_counts, status_data
 
 __all__ = [
     "FAILED_SHOWN",
@@ -106,18 +106,7 @@ async def list_ebooks(redis: Redis, keys: Keys, *, limit: int) -> EbookList:
 
 def ebook_row(status: EbookStatus) -> dict[str, Any]:
     """One ebook in the overview: counters, state, times and `cost` (USD, its ledger)."""
-    return {
-        "ebookId": status["ebook_id"],
-        "state": status["state"],
-        "total": status["total"],
-        "done": status["done"],
-        "failed": status["failed"],
-        "pending": max(status["total"] - status["done"] - status["failed"], 0),
-        "createdAt": status["created_at"],
-        "updatedAt": status["updated_at"],
-        "finishedAt": status["finished_at"],
-        "cost": status["ledger"]["costUsd"],
-    }
+    return {**status_counts(status), "cost": status["ledger"]["costUsd"]}
 
 
 def failed_id(entry: FailedEntry) -> str:

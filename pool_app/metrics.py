@@ -140,7 +140,9 @@ class PoolMetrics:
             EventKind.JOB_SUCCEEDED: self._succeeded,
             EventKind.JOB_FAILED: self._failed,
             EventKind.JOB_SKIPPED: self._skipped,
+            EventKind.BUDGET_SNAPSHOT: self._budget,
         }
+        self._budget_use = math.nan  # the busiest share of a rate limit, from the governor
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -151,6 +153,15 @@ class PoolMetrics:
         handler = self._handlers.get(event.kind)
         if handler is not None:
             handler(event)
+
+    def _budget(self, event: PoolEvent) -> None:
+        shares = [
+            pct / 100
+            for b in event.budgets or ()
+            for pct in (b["rpm_use_pct"], b["tpm_use_pct"])
+            if pct is not None
+        ]
+        self._budget_use = max(shares, default=math.nan)
 
     def _claimed(self, event: PoolEvent) -> None:
         if event.raw is not None:
@@ -278,8 +289,9 @@ class PoolMetrics:
         )
         yield _gauge(
             "ebook_pool_budget_use_ratio",
-            "Share of the rate-limit budget in use (NaN until the pool measures it).",
-            math.nan,
+            "Busiest share of any rate limit (RPM or TPM) in use over the last minute, 0..1; "
+            "NaN until the governor has measured one.",
+            self._budget_use,
         )
         yield _gauge("ebook_pool_paused", "1 while this process is paused.", int(pool.paused))
         yield _gauge("ebook_pool_redis_up", "1 if Redis answered this scrape.", int(self._redis_up))

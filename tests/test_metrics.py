@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from generator import GeneratorSettings
 from generator.simulator import Simulator, SimulatorConfig
 from pool import Pool
+from pool.events import EventKind
 from pool.pricing import PriceTable
 from pool_app.health import health_app, serving
 from pool_app.metrics import FAILURE_REASONS, PoolMetrics
@@ -235,3 +236,17 @@ async def test_metric_names_follow_prometheus_conventions(redis: Redis) -> None:
                 assert sample.name.endswith("_total"), sample.name
     assert {"ebook_pool_queue_depth", "ebook_pool_live_processes"} <= names
     assert tuple(metrics.failed) == FAILURE_REASONS
+
+
+def test_budget_use_follows_the_governors_snapshots(redis: Redis) -> None:
+    """ebook_pool_budget_use_ratio: NaN before a budget is measured, then the busiest share."""
+    settings = fast_settings()
+    pool = Pool(redis=redis, generator=FakeGenerator(), settings=settings, pool_id="g")
+    metrics = build_metrics(pool, settings, default_model="gpt-4o-mini")
+    assert math.isnan(_sample(metrics, "ebook_pool_budget_use_ratio"))
+    budgets: Any = [
+        {"rpm_use_pct": 98.7, "tpm_use_pct": 41.0},
+        {"rpm_use_pct": None, "tpm_use_pct": 12.0},
+    ]
+    pool.events.emit(EventKind.BUDGET_SNAPSHOT, budgets=budgets)
+    assert _sample(metrics, "ebook_pool_budget_use_ratio") == pytest.approx(0.987)

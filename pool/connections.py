@@ -22,9 +22,16 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+import hiredis
 from loguru import logger
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
-from redis.asyncio.connection import parse_url
+from redis.asyncio.connection import (
+    AbstractConnection,
+    Connection,
+    SSLConnection,
+    UnixDomainSocketConnection,
+    parse_url,
+)
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
@@ -75,9 +82,57 @@ def redis_options(settings: PoolSettings) -> dict[str, Any]:
     return options
 
 
+class _HiredisPacking(AbstractConnection):
+    """Commands encoded by hiredis (C) instead of redis-py's Python encoder.
+
+    redis-py's asyncio connection packs every argument in Python: for the pool's scripts
+    (some twenty arguments a page) that was a fifth of a no-op page's CPU. The bytes on the
+    wire are the same; any argument hiredis does not take (a memoryview, a bool, a str that
+    is not valid UTF-8) goes through redis-py's own packer, which raises its usual error.
+    """
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        head = args[0]
+        if isinstance(head, str) and " " in head:  # "CONFIG GET": the words go separately
+            args = (*head.split(), *args[1:])
+        try:
+            return [hiredis.pack_command(args)]
+        except (TypeError, UnicodeError):
+            return super().pack_command(*args)
+
+
+class _FastConnection(_HiredisPacking, Connection):
+    pass
+
+
+class _FastSSLConnection(_HiredisPacking, SSLConnection):
+    pass
+
+
+class _FastUnixConnection(_HiredisPacking, UnixDomainSocketConnection):
+    pass
+
+
+_FAST = {
+    Connection: _FastConnection,
+    SSLConnection: _FastSSLConnection,
+    UnixDomainSocketConnection: _FastUnixConnection,
+}
+
+
 def _connection_kwargs(settings: PoolSettings, **defaults: Any) -> dict[str, Any]:
-    """`defaults`, then what the URL says, then the settings: the later one wins."""
-    return {**defaults, **parse_url(settings.redis_url), **redis_options(settings)}
+    """`defaults`, then what the URL says, then the settings: the later one wins.
+
+    With the default UTF-8 encoding, commands are packed by hiredis (`_HiredisPacking`).
+    """
+    kwargs = {**defaults, **parse_url(settings.redis_url), **redis_options(settings)}
+    kind = kwargs.get("connection_class", Connection)
+    if kind in _FAST and kwargs.get("encoding", "utf-8").lower().replace("_", "-") in (
+        "utf-8",
+        "utf8",
+    ):
+        kwargs["connection_class"] = _FAST[kind]
+    return kwargs
 
 
 def pool_redis(settings: PoolSettings) -> Redis:

@@ -218,8 +218,10 @@ def decode_job(raw: bytes | str, *, max_bytes: int) -> PageJob:
         raise InvalidJob(
             f"payload is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})"
         ) from None
+    if text.startswith("\ufeff"):
+        raise InvalidJob("payload is not JSON: it starts with a UTF-8 BOM")
     try:
-        parsed = json.loads(text, object_pairs_hook=_object, parse_constant=_no_constant)
+        parsed = _DECODER.decode(text)
     except RecursionError:
         raise InvalidJob(f"payload is nested deeper than {MAX_DEPTH} levels") from None
     except _DuplicateKey as exc:
@@ -261,6 +263,11 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
+
+
+# One decoder for every payload: `json.loads` with hooks builds a new one (and its scanner)
+# on each call.
+_DECODER = json.JSONDecoder(object_pairs_hook=_object, parse_constant=_no_constant)
 
 
 def _depth_over(value: Any, limit: int) -> bool:

@@ -11,6 +11,8 @@ import json
 import re
 from typing import Any
 
+import orjson
+
 from pool.generation import GeneratedPage
 from pool.job import PageJob
 
@@ -22,10 +24,16 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 def json_bytes(value: Any) -> bytes:
     """`value` as compact UTF-8 JSON, always encodable.
 
-    A lone UTF-16 surrogate cannot be encoded in UTF-8 (Redis would never receive the
-    command); one that slipped into a string (an exception message, an odd API answer) is
-    replaced with U+FFFD rather than failing the write.
+    Encoded by orjson; what it refuses goes through the standard library's encoder: a lone
+    UTF-16 surrogate, which cannot be encoded in UTF-8 (Redis would never receive the
+    command), and slipped into a string (an exception message, an odd API answer), is
+    replaced with U+FFFD rather than failing the write; an integer over 64 bits (in a job's
+    metadata) is written as it is.
     """
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        pass
     try:
         return json.dumps(value, ensure_ascii=False).encode()
     except UnicodeEncodeError:

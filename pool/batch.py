@@ -104,11 +104,12 @@ class ScriptBatcher:
         # Plain EVALSHA: registering the scripts on the pipeline would cost a SCRIPT EXISTS
         # round trip on every execute.
         pool = self._redis.connection_pool
-        conn = await pool.get_connection()
+        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
-            return await conn.retry.call_with_retry(
+            results: list[Any] = await conn.retry.call_with_retry(
                 lambda: _round_trip(conn, batch), lambda _: conn.disconnect()
             )
+            return results
         finally:
             await pool.release(conn)
 

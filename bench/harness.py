@@ -7,6 +7,7 @@ line protocol.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -74,8 +75,9 @@ class Child:
 
     def _read(self) -> None:
         assert self._proc.stdout is not None
-        for line in self._proc.stdout:
-            self._lines.put(line)
+        with self._proc.stdout:
+            for line in self._proc.stdout:
+                self._lines.put(line)
         self._lines.put(None)
 
     def stderr_tail(self, lines: int = 25) -> str:
@@ -118,12 +120,35 @@ class Child:
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()
-        self._stderr.close()
+        self._close()
+
+    def running(self) -> bool:
+        return self._proc.poll() is None
+
+    def terminate(self, timeout_s: float) -> int:
+        """SIGTERM, then its exit code; killed (and RunError) if it has not exited in time."""
+        if self._proc.poll() is None:
+            self._proc.terminate()
+        try:
+            return self._proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            tail = self.stderr_tail()
+            self.kill()
+            raise RunError(
+                f"still running {timeout_s:.0f} s after SIGTERM; killed\n{tail}"
+            ) from None
 
     def kill(self) -> None:
         if self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait()
+        self._close()
+
+    def _close(self) -> None:
+        """Our ends of its stdin and stderr (the reader thread closes stdout at its end)."""
+        if self._proc.stdin is not None and not self._proc.stdin.closed:
+            with contextlib.suppress(OSError):  # BrokenPipe: it exited with orders unread
+                self._proc.stdin.close()
         self._stderr.close()
 
 

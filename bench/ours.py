@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import json
 import sys
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,32 @@ def openai_generator(base_url: str, concurrency: int) -> PageGenerator:
     return build_generator(settings, workers=concurrency, base_url=base_url, api_key="sk-bench")
 
 
+def job_wire(i: int, jobs: int) -> str:
+    """The i-th of `jobs` page jobs as a producer pushes it onto the queue."""
+    payload = job_payload(i, jobs)
+    # Through the contract's own model, so a drift in the wire format fails loudly here.
+    return decode_job(json.dumps(payload), max_bytes=65_536).to_wire()
+
+
+def bench_generator(options: Mapping[str, str], concurrency: int, probe: Probe) -> PageGenerator:
+    """The generator `generator=` names: the no-op one (default) or `openai` on `base_url`."""
+    if options.get("generator", "noop") == "openai":
+        return CountingGenerator(openai_generator(options["base_url"], concurrency), probe)
+    return NoopGenerator(probe)
+
+
+def bench_settings(redis_url: str, concurrency: int) -> PoolSettings:
+    """The pool's settings in every bench run: no pacing delay, no stats lines, WARNING logs."""
+    return PoolSettings(
+        redis_url=redis_url,
+        key_prefix=KEY_PREFIX,
+        concurrent_workers=concurrency,
+        processing_delay=0,
+        stats_interval=0,
+        log_level="WARNING",
+    )
+
+
 class OursAdapter:
     """Drives an in-process `pool.Pool`."""
 
@@ -108,19 +134,8 @@ class OursAdapter:
         self._redis = Redis.from_url(spec.redis_url)
         self._ebooks = -(-spec.jobs // min(PAGES_PER_EBOOK, spec.jobs))
         self.check_commands = {"hget": self._ebooks}
-        if spec.options.get("generator", "noop") == "openai":
-            inner = openai_generator(spec.options["base_url"], spec.concurrency)
-            generator: PageGenerator = CountingGenerator(inner, probe)
-        else:
-            generator = NoopGenerator(probe)
-        settings = PoolSettings(
-            redis_url=spec.redis_url,
-            key_prefix=KEY_PREFIX,
-            concurrent_workers=spec.concurrency,
-            processing_delay=0,
-            stats_interval=0,
-            log_level="WARNING",
-        )
+        generator = bench_generator(spec.options, spec.concurrency, probe)
+        settings = bench_settings(spec.redis_url, spec.concurrency)
         # The client `ebook-pool run` builds: a blocking pool sized from CONCURRENT_WORKERS.
         self._pool_redis, self._pool = build_pool(settings, generator)
         observe = spec.options.get("observe", "events")
@@ -141,9 +156,7 @@ class OursAdapter:
         self._profiler: Any = None
 
     def _wire(self, i: int) -> str:
-        payload = job_payload(i, self._spec.jobs)
-        # Through the contract's own model, so a drift in the wire format fails loudly here.
-        return decode_job(json.dumps(payload), max_bytes=65_536).to_wire()
+        return job_wire(i, self._spec.jobs)
 
     async def enqueue_all(self, jobs: int) -> None:
         if self._spec.options.get("enqueue", "1") == "0":

@@ -67,6 +67,7 @@ def _slow_io(section: Section) -> list[str]:
     return _table(
         [
             "in flight",
+            "processes",
             "latency s",
             "event loop",
             "jobs",
@@ -82,6 +83,7 @@ def _slow_io(section: Section) -> list[str]:
         [
             [
                 f"{r['concurrency']:,}",
+                str(r.get("processes", "1")),
                 f"{r.get('latency_s', 1.0):g}",
                 r.get("loop", "asyncio"),
                 f"{r['jobs']:,}",
@@ -156,13 +158,24 @@ def _redis_cost(section: Section) -> list[str]:
 
 def _scale(section: Section) -> list[str]:
     return _table(
-        ["processes", "pages/s", "vs 1 process", "redis-server CPU %"],
+        [
+            "--processes",
+            "pages/s",
+            "vs 1 process",
+            "redis-server CPU %",
+            "pool CPU %",
+            "pool CPU µs/page",
+            "peak RSS MB per process",
+        ],
         [
             [
                 str(r["processes"]),
                 _fmt(r["pages_per_s"]),
                 _ratio(r["vs_one"]),
                 _fmt(r["redis_cpu_pct"], spread=False),
+                _fmt(r.get("pool_cpu_pct"), spread=False),
+                _fmt(r.get("pool_cpu_us_per_page"), spread=False),
+                _fmt(r.get("peak_rss_mb"), spread=False),
             ]
             for r in section.rows
         ],

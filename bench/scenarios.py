@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.catalog import OURS, OURS_ASYNCIO, Contender, is_ours
-from bench.harness import Child, RunError, Target, command_line, run_once
+from bench.harness import RunError, Target, run_once
+from bench.multiprocess import run_supervised
 from bench.redis_server import RedisServer, stop_process
 
 __all__ = ["SCENARIOS", "Bench", "Plan", "Section"]
@@ -50,8 +51,11 @@ class Plan:
     pickup_jobs: int = 500
     pickup_gap_ms: float = 10.0
     redis_cost_jobs: int = 5_000
-    scale_processes: tuple[int, ...] = (1, 2, 4)
+    #: `--processes` of `bench.supervised` (the real supervisor); "auto" as `ebook-pool run`.
+    scale_processes: tuple[int | str, ...] = (1, 2, 4, "auto")
     scale_jobs: int = 20_000
+    #: The 10 s levels again with `--processes auto`, the same total in flight split.
+    io_slow_processes: str = "auto"
 
     @classmethod
     def full(cls, repeats: int = 3) -> Plan:
@@ -72,7 +76,7 @@ class Plan:
             seed_jobs_per_worker=2,
             pickup_jobs=40,
             redis_cost_jobs=300,
-            scale_processes=(1, 2),
+            scale_processes=(1, 2, "auto"),
             scale_jobs=600,
         )
 
@@ -102,6 +106,16 @@ class Bench:
             return run_once(self.server, target, **run)
         except RunError as exc:
             message = f"{target.name}: {exc}"
+            self.errors.append(message)
+            self.log(f"  ! {message.splitlines()[0]}")
+            return None
+
+    def measure_supervised(self, label: str, **run: Any) -> dict[str, Any] | None:
+        """One `bench.multiprocess.run_supervised` run; a failure is logged and recorded."""
+        try:
+            return run_supervised(self.server, self.ours, **run)
+        except RunError as exc:
+            message = f"{label}: {exc}"
             self.errors.append(message)
             self.log(f"  ! {message.splitlines()[0]}")
             return None
@@ -340,32 +354,48 @@ def _slow_io_level(
     jobs = per_slot * level
     runs = _io_runs(bench, sim, level, jobs, "2 slow I/O", latency_s=latency, target=target)
     section.runs[f"{latency:g}s-{loop}-{level}"] = runs
-    ideal = level / latency
-    steady = summary(r["steady_jobs_per_s"] / ideal * 100 for r in runs)
-    rss = summary(r["peak_rss_bytes"] / 2**20 for r in runs)
-    section.rows.append(
-        {
-            "concurrency": level,
-            "latency_s": latency,
-            "loop": loop,
-            "transport": "aiohttp",
-            "jobs": jobs,
-            "ideal_pages_per_s": ideal,
-            "pages_per_s": summary(r["jobs_per_s"] for r in runs),
-            "pct_of_ideal": summary(r["jobs_per_s"] / ideal * 100 for r in runs),
-            "steady_pages_per_s": summary(r["steady_jobs_per_s"] for r in runs),
-            "steady_pct_of_ideal": steady,
-            "cpu_pct": summary(r["cpu_s"] / r["elapsed_s"] * 100 for r in runs),
-            "cpu_ms_per_page": summary(r["cpu_s"] / r["jobs"] * 1000 for r in runs),
-            "peak_rss_mb": rss,
-        }
+    figures = _io_figures(runs, latency=latency, jobs=jobs, ideal=level / latency)
+    section.rows.append({"concurrency": level, "processes": "1", **figures, "loop": loop})
+    if loop == "uvloop":
+        steady, rss = figures["steady_pct_of_ideal"], figures["peak_rss_mb"]
+        _io_checks(section, level, latency, steady, rss, processes="1")
+
+
+def _io_figures(
+    runs: list[dict[str, Any]], *, latency: float, jobs: int, ideal: float
+) -> dict[str, Any]:
+    """A scenario-2 row's figures; CPU is the pool processes' (summed), RSS the largest's."""
+    return {
+        "latency_s": latency,
+        "transport": "aiohttp",
+        "jobs": jobs,
+        "ideal_pages_per_s": ideal,
+        "pages_per_s": summary(r["jobs_per_s"] for r in runs),
+        "pct_of_ideal": summary(r["jobs_per_s"] / ideal * 100 for r in runs),
+        "steady_pages_per_s": summary(r["steady_jobs_per_s"] for r in runs),
+        "steady_pct_of_ideal": summary(r["steady_jobs_per_s"] / ideal * 100 for r in runs),
+        "cpu_pct": summary(r["cpu_s"] / r["elapsed_s"] * 100 for r in runs),
+        "cpu_ms_per_page": summary(r["cpu_s"] / r["jobs"] * 1000 for r in runs),
+        "peak_rss_mb": summary(r["peak_rss_bytes"] / 2**20 for r in runs),
+    }
+
+
+def _io_checks(
+    section: Section,
+    level: int,
+    latency: float,
+    steady: dict[str, float] | None,
+    rss: dict[str, float] | None,
+    *,
+    processes: str,
+) -> None:
+    where = f"{level:,} in flight ({latency:g} s" + (
+        ")" if processes == "1" else f", --processes {processes})"
     )
-    if loop != "uvloop":
-        return
     if steady is not None and (level >= 1_000 or latency > 1):
         section.checks.append(
             _check(
-                f"steady pages/s at {level:,} in flight ({latency:g} s), % of ideal",
+                f"steady pages/s at {where}, % of ideal",
                 "≥ 97%",
                 round(steady["median"], 1),
                 steady["median"] >= 97,
@@ -374,12 +404,55 @@ def _slow_io_level(
     if level == 2_000 and rss is not None:
         section.checks.append(
             _check(
-                f"peak RSS at {level:,} in flight ({latency:g} s), MB",
+                f"peak RSS at {where}, MB" + ("" if processes == "1" else " per process"),
                 "≤ 150",
                 round(rss["max"], 1),
                 rss["max"] <= 150,
             )
         )
+
+
+def _supervised_io_level(
+    bench: Bench, section: Section, sim: Simulator, latency: float, level: int, per_slot: int
+) -> None:
+    """`level` pages in flight split over `--processes auto` (the real supervisor)."""
+    plan = bench.plan
+    jobs = per_slot * level
+    requested = plan.io_slow_processes
+    runs = []
+    for repeat in range(plan.repeats):
+        bench.log(
+            f"[2 slow I/O] run {repeat + 1}/{plan.repeats}: --processes {requested}, "
+            f"{level} in flight in all, {jobs} jobs"
+        )
+        run = bench.measure_supervised(
+            f"ours --processes {requested}, {level} in flight",
+            processes=requested,
+            jobs=jobs,
+            total_concurrency=level,
+            options={"generator": "openai", "base_url": sim.url},
+            timeout_s=60 + _SLOW_RUN_FACTOR * jobs / level * latency,
+            poll_s=0.02,
+        )
+        if run is not None:
+            runs.append(run)
+    section.runs[f"{latency:g}s-processes-{requested}-{level}"] = runs
+    count = runs[0]["processes"] if runs else None
+    in_flight = runs[0]["concurrency_per_process"] * count if runs and count else level
+    ideal = in_flight / latency
+    figures = _io_figures(runs, latency=latency, jobs=jobs, ideal=ideal)
+    section.rows.append(
+        {
+            "concurrency": in_flight,
+            "processes": requested if count is None else f"{requested} ({count})",
+            **figures,
+            "loop": "uvloop",
+        }
+    )
+    _io_checks(
+        section, level, latency, figures["steady_pct_of_ideal"], figures["peak_rss_mb"],
+        processes=requested,
+    )  # fmt: skip
 
 
 def slow_io(bench: Bench) -> Section:
@@ -389,18 +462,21 @@ def slow_io(bench: Bench) -> Section:
     section = Section(
         2,
         f"Slow I/O: simulator over HTTP, {plan.io_latency_s:g} s and {plan.io_slow_latency_s:g} s "
-        "± 20% per page, one process",
+        f"± 20% per page, one process; {plan.io_slow_latency_s:g} s also with --processes "
+        f"{plan.io_slow_processes}",
     )
     blocks = [
-        (plan.io_latency_s, plan.io_levels, plan.io_jobs_per_slot, bench.ours_by_loop()),
+        (plan.io_latency_s, plan.io_levels, plan.io_jobs_per_slot, bench.ours_by_loop(), False),
         (plan.io_slow_latency_s, plan.io_slow_levels, plan.io_slow_jobs_per_slot,
-         bench.ours_by_loop()[:1]),
+         bench.ours_by_loop()[:1], True),
     ]  # fmt: skip
-    for latency, levels, per_slot, loops in blocks:
+    for latency, levels, per_slot, loops, supervised in blocks:
         with Simulator(latency) as sim:
             for level in levels:
                 for loop, target in loops:
                     _slow_io_level(bench, section, sim, latency, level, per_slot, loop, target)
+                if supervised:
+                    _supervised_io_level(bench, section, sim, latency, level, per_slot)
     section.notes.append(
         "End to end = all jobs / (first job available → last page stored): with only "
         f"{plan.io_jobs_per_slot} pages per slot (1 s) the ramp and the last pages' jitter cost ~10%. "
@@ -413,6 +489,15 @@ def slow_io(bench: Bench) -> Section:
         "it: the SDK on `generator.transport` (one aiohttp session, max connections = kept "
         "alive = concurrency). The 10 s levels run on uvloop only, 2 pages per slot. The "
         "machine has 2 cores shared by the simulator, redis-server and the pool."
+    )
+    section.notes.append(
+        f"--processes {plan.io_slow_processes} rows: `python -m bench.supervised`, the real "
+        "supervisor (`pool_app.supervisor.run_supervisor`) resolving the count as `ebook-pool "
+        "run` does (shown in brackets), the same total in flight split evenly over its "
+        "children, all on the one simulator. Time runs from all jobs appearing on the queue "
+        "(once every child has registered) to the last page counted in the ebooks' status "
+        "hashes (polled every 20 ms; steady from those samples). CPU = the children's, summed; "
+        "peak RSS = the largest child's."
     )
     return section
 
@@ -550,97 +635,60 @@ def redis_cost(
 # --- 6. scale-out -----------------------------------------------------------------------------
 
 
-def _scale_run(bench: Bench, processes: int, jobs: int) -> dict[str, Any] | None:
-    server = bench.server
-    server.flush()
-    children = []
-    try:
-        for n in range(processes):
-            cmd = command_line(
-                bench.ours,
-                server,
-                mode="serve",
-                jobs=jobs,
-                concurrency=bench.plan.overhead_concurrency,
-                options={"enqueue": "1" if n == 0 else "0"},
-            )
-            children.append(Child(cmd))
-        for child in children:
-            child.expect("ready", 600)
-        from bench.ours import KEY_PREFIX
-        from pool import Keys
-
-        keys = Keys(KEY_PREFIX)
-        ebooks = [keys.status(f"bench-{e}") for e in range(-(-jobs // min(1000, jobs)))]
-        cpu0 = server.cpu_s()
-        t0 = time.perf_counter()
-        for child in children:
-            child.send("go")
-        for child in children:
-            child.expect("done", 60)
-        deadline = time.monotonic() + 600
-        while True:
-            pipe = server.client.pipeline(transaction=False)
-            for key in ebooks:
-                pipe.hget(key, "done")
-            if sum(int(d or 0) for d in pipe.execute()) >= jobs:
-                break
-            if time.monotonic() > deadline:
-                raise RunError(f"scale-out with {processes} processes did not finish")
-            time.sleep(0.005)
-        elapsed = time.perf_counter() - t0
-        redis_cpu = server.cpu_s() - cpu0
-        for child in children:
-            child.send("stop")
-        for child in children:
-            child.expect("closed", 60)
-            child.finish()
-        return {
-            "jobs": jobs,
-            "processes": processes,
-            "elapsed_s": elapsed,
-            "jobs_per_s": jobs / elapsed,
-            "redis_cpu_s": redis_cpu,
-        }
-    except RunError as exc:
-        bench.errors.append(f"ours x{processes}: {exc}")
-        bench.log(f"  ! ours x{processes}: {str(exc).splitlines()[0]}")
-        for child in children:
-            child.kill()
-        return None
-
-
 def scale_out(bench: Bench) -> Section:
-    """6. Scale-out: 1, 2, 4 pool processes on one Redis, no-op generator."""
+    """6. Scale-out: `--processes` 1, 2, 4 and auto (the real supervisor), no-op generator."""
     plan = bench.plan
     section = Section(
         6,
-        f"Scale-out: {plan.scale_jobs:,} no-op jobs, N pool processes {_TIMES} concurrency {plan.overhead_concurrency} on one Redis",
+        f"Scale-out: {plan.scale_jobs:,} no-op jobs, --processes N (the supervisor) {_TIMES} "
+        f"concurrency {plan.overhead_concurrency} on one Redis",
     )
     runs: dict[str, list[dict[str, Any]]] = {str(p): [] for p in plan.scale_processes}
     for repeat in range(plan.repeats):
         for processes in plan.scale_processes:
-            bench.log(f"[6 scale-out] run {repeat + 1}/{plan.repeats}: {processes} process(es)")
-            run = _scale_run(bench, processes, plan.scale_jobs)
+            bench.log(f"[6 scale-out] run {repeat + 1}/{plan.repeats}: --processes {processes}")
+            run = bench.measure_supervised(
+                f"ours --processes {processes}",
+                processes=processes,
+                jobs=plan.scale_jobs,
+                concurrency=plan.overhead_concurrency,
+            )
             if run is not None:
                 runs[str(processes)].append(run)
     section.runs = runs
     base = summary(r["jobs_per_s"] for r in runs[str(plan.scale_processes[0])])
     for processes in plan.scale_processes:
-        rate = summary(r["jobs_per_s"] for r in runs[str(processes)])
+        rs = runs[str(processes)]
+        rate = summary(r["jobs_per_s"] for r in rs)
+        resolved = sorted({r["processes"] for r in rs})
+        label = str(processes)
+        if str(processes) == "auto" and resolved:
+            label = f"auto ({', '.join(map(str, resolved))})"
         section.rows.append(
             {
-                "processes": processes,
+                "processes": label,
                 "pages_per_s": rate,
                 "vs_one": (rate["median"] / base["median"]) if rate and base else None,
-                "redis_cpu_pct": summary(
-                    r["redis_cpu_s"] / r["elapsed_s"] * 100 for r in runs[str(processes)]
-                ),
+                "redis_cpu_pct": summary(r["redis_cpu_s"] / r["elapsed_s"] * 100 for r in rs),
+                "pool_cpu_pct": summary(r["cpu_s"] / r["elapsed_s"] * 100 for r in rs),
+                "pool_cpu_us_per_page": summary(_per_job(r, r["cpu_s"]) * 1e6 for r in rs),
+                "peak_rss_mb": summary(r["peak_rss_bytes"] / 2**20 for r in rs),
             }
         )
     section.notes.append(
-        "The machine has 2 cores shared by redis-server and the pool processes, so more than "
-        "one process mostly shows whether the pool scales without contention in Redis."
+        "Each run is `python -m bench.supervised --processes N`: the supervisor of `ebook-pool "
+        "run --processes` (`pool_app.supervisor.run_supervisor`, which resolves `auto` as the "
+        "CLI does: shown in brackets) with the bench's pool as its children's command. All jobs "
+        "are staged first and appear on the queue at once (RENAME) when every child has "
+        "registered; time runs to the last page counted in the ebooks' status hashes (polled "
+        "every 5 ms). Each run ends with SIGTERM to the supervisor, which must exit 0 with none "
+        "of its children restarted."
+    )
+    section.notes.append(
+        "Pool CPU = the children's CPU time summed over the run (above 100% means more than one "
+        "core); redis-server CPU % of one core. The machine has 2 cores shared by redis-server, "
+        "the pool processes and the bench's poller: past 2 processes they compete for the same "
+        "cores, so the ratio shows contention, not Redis's limit."
     )
     return section
 

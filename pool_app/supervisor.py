@@ -397,11 +397,16 @@ def _loop_time() -> float:
     return asyncio.get_running_loop().time()
 
 
-def run_supervisor(count: int, *, shutdown_grace_s: float) -> int:
+def run_supervisor(
+    count: int, *, shutdown_grace_s: float, command: Sequence[str] | None = None
+) -> int:
     """`ebook-pool run` with `count` > 1 processes: supervise them until SIGTERM/SIGINT.
 
     The supervisor itself runs on asyncio's own loop (it only waits on children and signals);
     each child picks its loop from EVENT_LOOP.
+
+    Args:
+        command: each child's command; default `pool_command()` (the bench passes its own).
     """
-    supervisor = Supervisor(count, stop_timeout_s=shutdown_grace_s + STOP_MARGIN_S)
+    supervisor = Supervisor(count, stop_timeout_s=shutdown_grace_s + STOP_MARGIN_S, command=command)
     return asyncio.run(supervisor.run())

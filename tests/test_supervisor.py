@@ -30,6 +30,7 @@ from pool_app.supervisor import (
     child_env,
     pool_command,
     resolve_processes,
+    run_supervisor,
 )
 from tests.fakes import failed, job, pages, push, status, wait_until
 from tests.redis_server import RedisServer
@@ -354,6 +355,21 @@ async def test_a_child_that_will_not_stop_is_killed_after_the_stop_timeout(
     supervisor.stop()
     assert await asyncio.wait_for(task, timeout=10) == 1
     assert any("still running 0.5s after the stop; killing them" in m for m in log_lines)
+
+
+def test_run_supervisor_runs_the_command_it_is_given(tmp_path: Path) -> None:
+    """`run_supervisor(command=...)` (what the bench passes) starts that command, N times."""
+    script = (
+        "import os, pathlib, sys; "
+        "pathlib.Path(sys.argv[1], str(os.getpid())).write_text(os.environ['PROCESSES']); "
+        "sys.exit(2)"
+    )
+    code = run_supervisor(
+        2, shutdown_grace_s=0.1, command=[sys.executable, "-c", script, str(tmp_path)]
+    )
+    assert code == 2  # a configuration error: every child stopped, not restarted
+    ran = sorted(p.read_text() for p in tmp_path.iterdir())
+    assert ran in (["1"], ["1", "1"])  # the second may be stopped before it gets that far
 
 
 # --- how many processes ------------------------------------------------------------------------

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from loguru import logger
 from redis.asyncio import Redis
 
 from bench.child import PAGES_PER_EBOOK, Probe, RunSpec, job_payload, main
@@ -34,6 +33,7 @@ from bench.peers import PAGE_TEXT
 from bench.profiling import flat_summary
 from pool import GeneratedPage, Keys, PageGenerator, PageJob, PoolSettings
 from pool.job import decode_job
+from pool.logs import configure_logging
 from pool.runtime import cancel_all
 from pool_app.health import health_app, serving
 from pool_app.wiring import build_metrics, build_pool, build_publisher
@@ -126,8 +126,9 @@ class OursAdapter:
     """Drives an in-process `pool.Pool`."""
 
     async def open(self, spec: RunSpec, probe: Probe) -> None:
-        logger.remove()  # the same level as the peers' loggers: warnings and errors only
-        logger.add(sys.stderr, level="WARNING")
+        # As `ebook-pool run` sets up its log at LOG_LEVEL=WARNING, the same level as the peers'
+        # loggers: warnings and errors only.
+        configure_logging(level="WARNING", stream=sys.stderr)
         self._spec = spec
         self._keys = Keys(KEY_PREFIX)
         # The bench's own client (enqueue, completion checks), apart from the pool's.

@@ -15,10 +15,9 @@ import argparse
 import sys
 from collections.abc import Mapping
 
-from loguru import logger
-
 from bench.child import Probe
 from bench.ours import bench_generator, bench_settings
+from pool.logs import configure_logging
 from pool_app import eventloop
 from pool_app.wiring import build_pool, build_publisher
 
@@ -54,8 +53,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     options = dict(opt.split("=", 1) for opt in args.option)
-    logger.remove()  # as in bench.ours: warnings and errors only
-    logger.add(sys.stderr, level="WARNING")
+    # As `ebook-pool run` sets up its log at LOG_LEVEL=WARNING, the same level as the peers'
+    # loggers: warnings and errors only.
+    configure_logging(level="WARNING", stream=sys.stderr)
     try:
         eventloop.run(
             serve(args.redis_url, args.concurrency, options),

@@ -22,6 +22,7 @@ import random
 from collections.abc import Awaitable, Callable
 
 from pool.clock import monotonic
+from pool.deadlines import Deadlines
 from pool.events import EventKind
 from pool.generation import GeneratedPage, GenerationError, JobFatalError, PageGenerator
 from pool.job import PageJob
@@ -74,6 +75,7 @@ class PacedRequests:
         self.before_request = before_request
         self.pricing = pricing or PriceTable()
         self._default_model = str(getattr(generator, "model", None) or "default")
+        self._deadlines = Deadlines()
 
     async def send(
         self,
@@ -139,14 +141,14 @@ class PacedRequests:
         timeout_s = self.ctx.settings.generation_timeout_s
         started = monotonic()
         try:
-            async with asyncio.timeout(timeout_s + 1.0):
+            with self._deadlines.bound(timeout_s + 1.0):
                 page = await self.generator.generate(job, timeout_s=timeout_s)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             failure: Exception = exc
             if isinstance(exc, TimeoutError):
-                failure = TimeoutError(f"generation timed out after {timeout_s:.0f}s")
+                failure = TimeoutError(f"generation timed out after {timeout_s:g}s")
             billed = exc if isinstance(exc, GenerationError) else None
             prompt = billed.prompt_tokens if billed else 0
             completion = billed.completion_tokens if billed else 0

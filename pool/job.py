@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
@@ -218,6 +219,19 @@ def decode_job(raw: bytes | str, *, max_bytes: int) -> PageJob:
         raise InvalidJob(
             f"payload is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})"
         ) from None
+    parsed = _parsed_quickly(data)
+    if parsed is None:
+        parsed = _parsed_exactly(text)
+    if _SURROGATE_ESCAPE.search(text):
+        parsed = _replace_surrogates(parsed)
+    try:
+        return PageJob.model_validate(parsed)
+    except ValidationError as exc:
+        raise InvalidJob(_describe(exc), _salvage_ids(parsed)) from None
+
+
+def _parsed_exactly(text: str) -> dict[str, Any]:
+    """The object in `text`, or the `InvalidJob` that says what is wrong with it."""
     if text.startswith("\ufeff"):
         raise InvalidJob("payload is not JSON: it starts with a UTF-8 BOM")
     try:
@@ -230,14 +244,39 @@ def decode_job(raw: bytes | str, *, max_bytes: int) -> PageJob:
         raise InvalidJob(f"payload is not JSON: {exc}") from None
     if not isinstance(parsed, dict):
         raise InvalidJob(f"payload is JSON {type(parsed).__name__}, expected an object")
-    if _depth_over(parsed, MAX_DEPTH):
+    if _shape(parsed)[1] > MAX_DEPTH:
         raise InvalidJob(f"payload is nested deeper than {MAX_DEPTH} levels")
-    if _SURROGATE_ESCAPE.search(text):
-        parsed = _replace_surrogates(parsed)
+    return parsed
+
+
+def _parsed_quickly(data: bytes) -> dict[str, Any] | None:
+    """The object in `data` parsed by orjson, when that is provably what `_parsed_exactly`
+    would return; None when only the exact parser can say (then it decides).
+
+    orjson is as strict as the contract (UTF-8, no BOM, no NaN, no lone surrogate escape) but
+    keeps the last of two equal keys and reads an integer over 64 bits as a float. So: no
+    run of 19 digits in the payload, and exactly as many keys in the result as places in the
+    text that can end a key (a quote, spaces, a colon: every key ends so, and a string can
+    only add more), else the exact parser reads it.
+    """
+    if _LONG_NUMBER.search(data):
+        return None
     try:
-        return PageJob.model_validate(parsed)
-    except ValidationError as exc:
-        raise InvalidJob(_describe(exc), _salvage_ids(parsed)) from None
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(parsed, dict):
+        return None
+    keys, depth = _shape(parsed)
+    if keys != len(_KEY_END.findall(data)):
+        return None
+    if depth > MAX_DEPTH:
+        raise InvalidJob(f"payload is nested deeper than {MAX_DEPTH} levels")
+    return parsed
+
+
+_LONG_NUMBER = re.compile(rb"\d{19}")
+_KEY_END = re.compile(rb'"[ \t\n\r]*:')
 
 
 # A JSON escape of a UTF-16 surrogate; text without one cannot hold a lone surrogate, because
@@ -270,18 +309,20 @@ def _no_constant(name: str) -> Any:
 _DECODER = json.JSONDecoder(object_pairs_hook=_object, parse_constant=_no_constant)
 
 
-def _depth_over(value: Any, limit: int) -> bool:
-    """True if arrays and objects in `value` nest deeper than `limit` (iterative: no recursion)."""
+def _shape(value: Any) -> tuple[int, int]:
+    """How many keys the objects in `value` hold in all, and how deep arrays and objects nest
+    (iterative: no recursion)."""
+    keys = deepest = 0
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
-        if depth > limit:
-            return True
+        deepest = max(deepest, depth)
         if isinstance(item, dict):
+            keys += len(item)
             stack.extend((v, depth + 1) for v in item.values() if isinstance(v, dict | list))
         elif isinstance(item, list):
             stack.extend((v, depth + 1) for v in item if isinstance(v, dict | list))
-    return False
+    return keys, deepest
 
 
 def _replace_surrogates(value: Any) -> Any:

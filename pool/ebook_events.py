@@ -58,6 +58,14 @@ class EbookEventPublisher:
         ttl_ms: the stream expires this long after its last event (PROGRESS_EVENTS_TTL).
     """
 
+    #: The events `on_event` publishes: subscribe it to these only.
+    KINDS = (
+        EventKind.JOB_SUCCEEDED,
+        EventKind.JOB_FAILED,
+        EventKind.JOB_SKIPPED,
+        EventKind.EBOOK_STARTED,
+    )
+
     def __init__(self, redis: Redis, *, keys: Keys, pool_id: str, maxlen: int, ttl_ms: int) -> None:
         self._redis = redis
         self._keys = keys

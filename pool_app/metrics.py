@@ -148,8 +148,13 @@ class PoolMetrics:
 
     # --- the event subscriber (hot path) ------------------------------------------------------
 
+    @property
+    def kinds(self) -> tuple[EventKind, ...]:
+        """The events `on_event` counts: subscribe it to these only."""
+        return tuple(self._handlers)
+
     def on_event(self, event: PoolEvent) -> None:
-        """Count what a pool event says (subscribe this to the pool's bus)."""
+        """Count what a pool event says (subscribe this to the pool's bus, for `kinds`)."""
         handler = self._handlers.get(event.kind)
         if handler is not None:
             handler(event)

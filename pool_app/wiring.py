@@ -127,7 +127,7 @@ def build_metrics(pool: Pool, settings: PoolSettings, *, default_model: str) -> 
         default_model=default_model,
         price=pool.pricing.cost_usd,
     )
-    pool.events.subscribe(metrics.on_event)
+    pool.events.subscribe(metrics.on_event, metrics.kinds)
     return metrics
 
 
@@ -143,7 +143,7 @@ def build_publisher(pool: Pool, redis: Redis, settings: PoolSettings) -> EbookEv
         maxlen=settings.progress_events_maxlen,
         ttl_ms=settings.progress_events_ttl,
     )
-    pool.events.subscribe(publisher.on_event)
+    pool.events.subscribe(publisher.on_event, EbookEventPublisher.KINDS)
     return publisher
 
 

@@ -204,3 +204,18 @@ async def test_a_failing_redis_drops_events_without_failing_the_pool(redis: Redi
 
 async def _at_least(received: list[dict[str, Any]], n: int) -> bool:
     return len(received) >= n
+
+
+async def test_the_publisher_subscribes_to_exactly_the_kinds_it_publishes(redis: Redis) -> None:
+    """`KINDS` (what the bus sends it) is exactly what `on_event` turns into an event: a kind
+    left out would never be published, an extra one would be built for nothing."""
+    publisher = EbookEventPublisher(redis, keys=KEYS, pool_id="p", maxlen=10, ttl_ms=60_000)
+    page_job = decode_job(job("kinds", 0, 1).encode(), max_bytes=65_536)
+    published = set()
+    for kind in EventKind:
+        before = len(publisher._pending)
+        publisher.on_event(PoolEvent(kind, job=page_job, attempt=1, reason="r"))
+        if len(publisher._pending) > before:
+            published.add(kind)
+    assert published == set(EbookEventPublisher.KINDS)
+    await publisher.drain(5.0)

@@ -311,18 +311,25 @@ _DECODER = json.JSONDecoder(object_pairs_hook=_object, parse_constant=_no_consta
 
 def _shape(value: Any) -> tuple[int, int]:
     """How many keys the objects in `value` hold in all, and how deep arrays and objects nest
-    (iterative: no recursion)."""
-    keys = deepest = 0
+    (iterative: no recursion). Parsed JSON holds plain dicts and lists only."""
+    keys = 0
+    deepest = 1
     stack: list[tuple[Any, int]] = [(value, 1)]
+    pop, push = stack.pop, stack.append
     while stack:
-        item, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if isinstance(item, dict):
+        item, depth = pop()
+        if depth > deepest:
+            deepest = depth
+        if type(item) is dict:
             keys += len(item)
-            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, dict | list))
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item if isinstance(v, dict | list))
+            item = item.values()
+        for child in item:
+            if type(child) in _CONTAINERS:
+                push((child, depth + 1))
     return keys, deepest
+
+
+_CONTAINERS = (dict, list)
 
 
 def _replace_surrogates(value: Any) -> Any:

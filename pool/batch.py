@@ -43,13 +43,17 @@ class ScriptBatcher:
 
     async def call(self, script: AsyncScript, keys: list[Any], args: list[Any]) -> Any:
         """Run `script` with `keys` and `args` in the next batch; return its result."""
+        return await self.submit(script, keys, args)
+
+    def submit(self, script: AsyncScript, keys: list[Any], args: list[Any]) -> asyncio.Future[Any]:
+        """`call` without a coroutine: the future of its result (or of its exception)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((script, keys, args, future))
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
-        return await future
+        return future
 
     def _flush(self) -> None:
         self._scheduled = False

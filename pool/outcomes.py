@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from loguru import logger
 
-from pool.clock import now_ms
+from pool.clock import monotonic, now_ms
 from pool.deadletters import FailureKind, failed_entry
 from pool.events import EventKind
 from pool.job import JobIds, PageJob
@@ -91,22 +91,55 @@ class OutcomeWriter:
     def __init__(self, ctx: PoolContext, *, on_refused: OnRefused) -> None:
         self._ctx = ctx
         self._on_refused = on_refused
-        self.writes: set[asyncio.Task[object]] = set()
+        self.writes: set[asyncio.Future[Any]] = set()  # writes not landed yet
 
     async def drain(self, timeout_s: float) -> None:
-        """Wait up to `timeout_s` for the writes still running."""
-        if self.writes:
-            await asyncio.wait(self.writes, timeout=max(0.1, timeout_s))
+        """Wait up to `timeout_s` for the writes still running (and those they hand on to)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(0.1, timeout_s)
+        while self.writes and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(set(self.writes), timeout=left)
 
     def store_page_soon(self, write: PageWrite) -> None:
         """Store a finished page without waiting for it; `drain` waits for it.
 
-        The job stays in this process's processing list until the write lands, so a crash
-        before that loses nothing.
+        The write goes out with the next batch of script calls and its reply is handled in a
+        callback: a page costs no task of its own. Only when Redis is unreachable does a task
+        take over, waiting the outage out (`_store_after_outage`). The job stays in this
+        process's processing list until the write lands, so a crash before that loses nothing.
         """
-        task = asyncio.ensure_future(self.store_page(write))
+        ctx, job = self._ctx, write.job
+        future = ctx.store.complete_soon(
+            ctx.id, write.raw, ebook_id=job.ebook_id, page_index=job.page_index,
+            total=job.total_pages, page_json=write.page_json, now_ms=write.now,
+            epoch=write.epoch, ticket=write.ticket, usage=write.usage,
+        )  # fmt: skip
+        self.writes.add(future)
+        future.add_done_callback(functools.partial(self._first_reply, write=write))
+
+    def _first_reply(self, future: asyncio.Future[object], *, write: PageWrite) -> None:
+        self.writes.discard(future)
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is None:
+            self._ctx.guard.ok()
+            self._stored(write, self._ctx.store.stored(future.result()))
+            return
+        if isinstance(exc, Exception) and wait_reason(exc) is None:
+            self._refused(write, exc)
+            return
+        task = asyncio.ensure_future(self._store_after_outage(write, exc))
         self.writes.add(task)
         task.add_done_callback(functools.partial(self._write_done, write=write))
+
+    async def _store_after_outage(self, write: PageWrite, exc: BaseException) -> None:
+        """The first try met an outage: note it, then store the page waiting it out."""
+        guard = self._ctx.guard
+        if guard.give_up_at is not None and monotonic() > guard.give_up_at:
+            raise exc
+        await guard.failed(exc, 0.1)
+        await self.store_page(write)
 
     async def store_page(self, w: PageWrite) -> None:
         """Write a finished page (waiting out Redis outages), then count and log it."""
@@ -125,16 +158,19 @@ class OutcomeWriter:
             usage=w.usage,
         )
         if new is None:
-            if ctx.data_lost is not None:  # say what happened (once) before the first drop
-                await ctx.data_lost(w.epoch)
-            logger.bind(
-                worker=w.n, ebook_id=job.ebook_id, page_index=job.page_index, job_id=job.id
-            ).warning(
-                "[Worker-{}] Dropped EbookID={}, PageIndex={}: Redis lost its data while it ran",
-                w.n, job.ebook_id, job.page_index,
-            )  # fmt: skip
+            await self._dropped(w)
             return
-        ctx.events.emit(
+        self._stored(w, new)
+
+    def _stored(self, w: PageWrite, new: bool | None) -> None:
+        """The page's write landed: count and log it (or say it was dropped)."""
+        if new is None:
+            task = asyncio.ensure_future(self._dropped(w))
+            self.writes.add(task)
+            task.add_done_callback(self.writes.discard)
+            return
+        job = w.job
+        self._ctx.events.emit(
             EventKind.JOB_SUCCEEDED, raw=w.raw, worker=w.n, attempt=w.attempts,
             duration_s=w.duration_s, job=job, completion_tokens=w.tokens,
             prompt_tokens=w.prompt_tokens, usage=w.usage,
@@ -147,6 +183,18 @@ class OutcomeWriter:
         ).info(
             "[Worker-{}] Completed job: EbookID={}, PageIndex={} in {:.1f}s ({} tokens, attempt {})",
             w.n, job.ebook_id, job.page_index, w.duration_s, w.tokens, w.attempts,
+        )  # fmt: skip
+
+    async def _dropped(self, w: PageWrite) -> None:
+        """Redis lost its data while the job ran: nothing was written for it."""
+        ctx, job = self._ctx, w.job
+        if ctx.data_lost is not None:  # say what happened (once) before the first drop
+            await ctx.data_lost(w.epoch)
+        logger.bind(
+            worker=w.n, ebook_id=job.ebook_id, page_index=job.page_index, job_id=job.id
+        ).warning(
+            "[Worker-{}] Dropped EbookID={}, PageIndex={}: Redis lost its data while it ran",
+            w.n, job.ebook_id, job.page_index,
         )  # fmt: skip
 
     async def fail(
@@ -220,5 +268,8 @@ class OutcomeWriter:
             # Redis stayed down past the shutdown deadline: the job is still in our
             # processing list, and release() or the reaper returns it.
             return
+        self._refused(write, exc)
+
+    def _refused(self, write: PageWrite, exc: Exception) -> None:
         # Storing the page was refused: handled like a crash on the job (twice = poison).
         self._ctx.spawn(self._on_refused(write.n, write.raw, write.epoch, exc, write.ticket))

@@ -11,6 +11,7 @@ onto the right end again so they are next.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
@@ -196,11 +197,34 @@ class QueueStore:
             ticket: what the claim learnt of the job (brief, in-flight marker).
             usage: what the job cost, for the ledger.
         """
+        return self.stored(
+            await self.complete_soon(
+                pool_id, raw, ebook_id=ebook_id, page_index=page_index, total=total,
+                page_json=page_json, now_ms=now_ms, epoch=epoch, ticket=ticket, usage=usage,
+            )
+        )  # fmt: skip
+
+    def complete_soon(
+        self,
+        pool_id: str,
+        raw: bytes,
+        *,
+        ebook_id: str,
+        page_index: int,
+        total: int,
+        page_json: bytes,
+        now_ms: int,
+        epoch: bytes,
+        ticket: Ticket = NO_TICKET,
+        usage: JobUsage | None = None,
+    ) -> asyncio.Future[Any]:
+        """`complete`, sent with the next batch of script calls: the future of the script's
+        reply, which `stored` reads. The pool stores a page this way without a task."""
         # Main's eight keys and six arguments, plus three: the ticket (it names the in-flight
         # marker, so the script needs no key or id for it), RESULT_TTL and the ledger, both
-        # already bytes. Each argument costs redis-py an encode on the hot path.
+        # already bytes. Each argument costs an encode on the hot path.
         keys = self.keys
-        new = await self._batch.call(
+        return self._batch.submit(
             self._scripts.complete,
             [
                 keys.processing(pool_id),
@@ -217,7 +241,12 @@ class QueueStore:
                 self.limits.result_ttl_arg, usage.argv() if usage else NO_USAGE,
             ],
         )  # fmt: skip
-        return None if new == LOST else bool(new)
+
+    @staticmethod
+    def stored(reply: Any) -> bool | None:
+        """What a `complete_soon` reply says: True a new page, False one already stored, None
+        nothing written (the job was claimed before Redis lost its data)."""
+        return None if reply == LOST else bool(reply)
 
     async def give_back(self, pool_id: str, raw: bytes, *, refund: bool) -> bool:
         """Return a claimed job to the head of the queue; `refund` un-counts its last attempt."""

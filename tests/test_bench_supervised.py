@@ -7,8 +7,6 @@ import pytest
 
 from bench.completion import steady_rate
 
-psutil = pytest.importorskip("psutil")  # the bench group
-
 
 def test_steady_rate_is_read_between_the_10th_and_90th_percent_done() -> None:
     # 100 jobs: 10 done at 1.0 s, 90 done at 3.0 s -> 80 pages in 2 s.

@@ -40,6 +40,7 @@ from pool.outcomes import OutcomeWriter
 from pool.pricing import PriceTable
 from pool.queue import Ticket
 from pool.ratelimit import BudgetSnapshot, Governor, read_budgets
+from pool.ratelimit.tokens import preload as preload_vocabularies
 from pool.runtime import PoolContext, Stopping, cancel_all
 from pool.stats import Stats, format_stats, stats_fields
 from pool.store import Store, StoreLimits
@@ -168,6 +169,13 @@ class Pool:
         try:
             logger.info(f"[Worker Pool] Initializing with {s.concurrent_workers} workers...")
             logger.info(f"[Worker Pool] Config: {s.describe()}")
+            if self.governor is not None and self.governor.enabled:
+                # The governor counts every request's prompt tokens, the first count loading
+                # the BPE vocabularies (~0.4 s, seconds on a busy CPU). Loaded on the event
+                # loop at the first page, they would stall every worker and the heartbeat,
+                # and a peer could take this live process for dead and requeue its jobs.
+                # So: now, before this process says it is alive, and off the event loop.
+                await asyncio.to_thread(preload_vocabularies)
             try:
                 await self._guard.until_up(self._liveness.connect)
             except Exception as exc:

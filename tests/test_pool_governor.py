@@ -13,10 +13,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 
 import pytest
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from generator import GeneratorSettings, OpenAIPageGenerator
@@ -24,7 +26,7 @@ from generator.simulator import Simulator, SimulatorConfig
 from pool import Pool, PoolSettings
 from pool.events import EventKind, PoolEvent, PoolEvents
 from pool.keys import Keys
-from pool.ratelimit import read_budgets
+from pool.ratelimit import read_budgets, tokens
 from pool_app.wiring import build_governor
 from tests.fakes import failed, fast_settings, job, pages, push, running, status, wait_until
 from tests.redis_server import RedisServer
@@ -332,3 +334,30 @@ async def test_a_process_holds_few_more_jobs_than_it_may_send(redis: Redis, sim:
     assert 1 <= limit <= 8
     assert max(held) <= 8 + 1
     assert sim.stats["by_status"] == {"200": total}
+
+
+async def test_the_vocabularies_load_before_the_pool_says_it_is_alive(
+    redis: Redis, redis_server: RedisServer, sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The governor counts prompt tokens; the first count loads the BPE vocabularies (~0.4 s,
+    seconds on a busy CPU). A pool loads them at start-up, off the event loop and before it
+    registers or claims: loaded at the first page, they stalled every worker and the heartbeat,
+    and a peer took the live process for dead and requeued the jobs it was working on."""
+    pool = pool_for(redis, sim, fast_settings())
+    loop_thread = threading.get_ident()
+    seen: list[tuple[bool, bool, int]] = []
+
+    def preload() -> None:
+        with SyncRedis.from_url(redis_server.url) as r:
+            registered = bool(r.sismember(KEYS.pools, pool.id))
+            seen.append((threading.get_ident() == loop_thread, registered, int(r.llen(KEYS.queue))))
+        tokens.preload()
+
+    monkeypatch.setattr("pool.worker.preload_vocabularies", preload)
+    await push(redis, job("voc", 0, 1))
+    async with running(pool):
+        await wait_until(lambda: _done(redis, "voc", 1), what="the page")
+    # Once, in a worker thread, before the pool registered or claimed its job.
+    assert seen == [(False, False, 1)]
+    assert tokens._encoding.cache_info().currsize == 2  # both vocabularies, before any count
+    assert (await status(redis, "voc"))["state"] == "done"

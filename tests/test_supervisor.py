@@ -189,6 +189,9 @@ async def test_sigterm_of_the_supervisor_stops_every_child_and_gives_jobs_back(
         await started_pids(log)
 
         async def both_children_busy() -> bool:
+            # A live child taken for dead (its heartbeat stalled past HEARTBEAT_TIMEOUT) has its
+            # processing list requeued while its workers keep the jobs: it would never hold 5.
+            assert "stopped sending heartbeats" not in _text(log), "a live child was reaped"
             pools = await live_pool_pids(redis)
             held = [await redis.llen(KEYS.processing(p)) for p in pools.values()]
             return len(pools) == 2 and all(n == 5 for n in held)
@@ -210,6 +213,7 @@ async def test_sigterm_of_the_supervisor_stops_every_child_and_gives_jobs_back(
     assert text.count("Gave 5 unfinished jobs back to the queue") == 2
     assert "'EVENT_LOOP': 'asyncio'" in text
     assert "restarting" not in text
+    assert "stopped sending heartbeats" not in text
 
 
 async def test_a_configuration_error_in_the_children_exits_2_without_restarts(

@@ -103,8 +103,7 @@ class PageOpenAI(AsyncOpenAI):
             and self._idempotency_header is None
             and self._api_key_provider is None
             and self._provider_runtime is None
-            and self._workload_identity_auth is None
-            and self.custom_auth is None
+            and self._workload_identity_auth is None  # (then `custom_auth` is None too)
             and not self._client.cookies
         )
 

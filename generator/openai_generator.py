@@ -25,7 +25,6 @@ import json
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from functools import partial
 from typing import Any, Self
 
@@ -231,11 +230,16 @@ class OpenAIPageGenerator:
             raise self._for_job(err, job) from None
         latency_s = self._clock() - started
         try:
-            page = _page_from(completion, model=model, max_tokens=max_tokens)
+            page = _page_from(
+                completion,
+                model=model,
+                max_tokens=max_tokens,
+                latency_s=latency_s,
+                rate_limits=rate_limit_headers(headers),
+            )
         except RetryableError as err:
             raise self._after_cut(err, job, max_tokens) from None
         self._grown.pop(job.id, None)
-        page = replace(page, latency_s=latency_s, rate_limits=rate_limit_headers(headers))
         logger.debug(
             "page {}/{} of {} written by {} in {:.2f}s ({} tokens)",
             job.page_index + 1,
@@ -372,7 +376,14 @@ class OpenAIPageGenerator:
         return err
 
 
-def _page_from(completion: dict[str, Any], *, model: str, max_tokens: int) -> GeneratedPage:
+def _page_from(
+    completion: dict[str, Any],
+    *,
+    model: str,
+    max_tokens: int,
+    latency_s: float = 0.0,
+    rate_limits: dict[str, str] | None = None,
+) -> GeneratedPage:
     """The page in a completion's JSON, or the error that says why there is none.
 
     An error for an answer the API billed (cut off, empty, refused, filtered) carries its usage
@@ -390,6 +401,8 @@ def _page_from(completion: dict[str, Any], *, model: str, max_tokens: int) -> Ge
             max_tokens=max_tokens,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
+            latency_s=latency_s,
+            rate_limits=rate_limits if rate_limits is not None else {},
         )
     except GenerationError as err:
         err.prompt_tokens, err.completion_tokens = prompt_tokens, completion_tokens
@@ -403,6 +416,8 @@ def _page_or_error(
     max_tokens: int,
     prompt_tokens: int,
     completion_tokens: int,
+    latency_s: float,
+    rate_limits: dict[str, str],
 ) -> GeneratedPage:
     # Compatible servers differ in what they omit: read leniently, fail only without a message.
     try:
@@ -436,6 +451,8 @@ def _page_or_error(
         finish_reason=str(finish_reason or "stop"),
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
+        latency_s=latency_s,
+        rate_limits=rate_limits,
     )
 
 

@@ -14,10 +14,11 @@ from typing import Any
 import httpx2
 import openai
 import pytest
+from aiohttp import web
 from openai import AsyncOpenAI
 
 from generator.client import PageOpenAI
-from generator.transport import PageHttpClient
+from generator.transport import PageHttpClient, http_client
 
 KEY = "sk-proj-client-test-0123456789abcdef"
 BASE = "http://api.test/v1"
@@ -221,3 +222,37 @@ async def test_anything_else_takes_the_sdk_path() -> None:
     retrying = PageOpenAI(api_key=KEY, base_url=BASE, max_retries=2, http_client=http)
     assert not retrying._lean()
     await client.close()
+
+
+async def test_the_aiohttp_transport_sends_the_same_headers() -> None:
+    """On the wire, through `generator.transport` (headers shared between requests, the
+    length left to aiohttp) as through httpx2's own transport."""
+    seen: list[list[tuple[str, str]]] = []
+
+    async def record(request: web.Request) -> web.Response:
+        await request.read()
+        seen.append(sorted((k.lower(), v) for k, v in request.headers.items()))
+        return web.json_response({"choices": []})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", record)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        for http in (httpx2.AsyncClient(), http_client(4)):
+            client = PageOpenAI(api_key=KEY, base_url=base, max_retries=0, http_client=http)
+            for body in (BODY, BODY + b" " * 10):
+                await client.post_bytes(f"{base}/chat/completions", body, timeout_s=5)
+            await client.close()
+    finally:
+        await runner.cleanup()
+    httpx2_sent, aiohttp_sent = seen[:2], seen[2:]
+    assert aiohttp_sent == httpx2_sent
+    assert [dict(h)["content-length"] for h in aiohttp_sent] == [
+        str(len(BODY)),
+        str(len(BODY) + 10),
+    ]

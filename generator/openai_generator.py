@@ -467,11 +467,17 @@ async def _sdk_post(
 
 
 def _json_body(body: dict[str, Any]) -> bytes:
-    """`body` as JSON bytes; orjson refuses a lone UTF-16 surrogate, which json escapes."""
+    """`body` as JSON bytes; orjson refuses a lone UTF-16 surrogate, which json escapes.
+
+    orjson's bytes keep the capacity of its output buffer (8 KiB for a 1 KiB body, measured
+    with tracemalloc), and a page holds its body until the answer comes: a copy of the
+    right size is what each waiting page keeps.
+    """
     try:
-        return orjson.dumps(body)
+        encoded = orjson.dumps(body)
     except orjson.JSONEncodeError:
         return json.dumps(body).encode()
+    return bytes(memoryview(encoded))
 
 
 def _int(value: Any) -> int:

@@ -246,7 +246,9 @@ async def test_the_aiohttp_transport_sends_the_same_headers() -> None:
         for http in (httpx2.AsyncClient(), http_client(4)):
             client = PageOpenAI(api_key=KEY, base_url=base, max_retries=0, http_client=http)
             for body in (BODY, BODY + b" " * 10):
-                await client.post_bytes(f"{base}/chat/completions", body, timeout_s=5)
+                response = await client.post_bytes(f"{base}/chat/completions", body, timeout_s=5)
+                assert response.json() == {"choices": []}
+                assert response.is_closed and response.elapsed.total_seconds() > 0
             await client.close()
     finally:
         await runner.cleanup()
@@ -256,3 +258,28 @@ async def test_the_aiohttp_transport_sends_the_same_headers() -> None:
         str(len(BODY)),
         str(len(BODY) + 10),
     ]
+
+
+async def test_a_compressed_answer_is_decoded_on_the_aiohttp_transport() -> None:
+    """aiohttp hands the body over as sent; httpx2 decodes Content-Encoding when it reads it."""
+
+    async def gzipped(request: web.Request) -> web.Response:
+        await request.read()
+        answer = web.json_response({"choices": [], "pad": "x" * 2000})
+        answer.enable_compression(web.ContentCoding.gzip)
+        return answer
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", gzipped)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
+    try:
+        client = PageOpenAI(api_key=KEY, base_url=base, max_retries=0, http_client=http_client(2))
+        response = await client.post_bytes(f"{base}/chat/completions", BODY, timeout_s=5)
+        await client.close()
+    finally:
+        await runner.cleanup()
+    assert response.headers["content-encoding"] == "gzip"
+    assert response.json() == {"choices": [], "pad": "x" * 2000}

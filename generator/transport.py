@@ -24,16 +24,19 @@ from __future__ import annotations
 import datetime
 import time
 from collections.abc import Mapping
+from contextlib import suppress
 from typing import Any
 
 import aiohttp
 import httpx2
+from httpx2._client import ClientState
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 __all__ = ["AiohttpTransport", "PageHttpClient", "http_client"]
 
 _KEEPALIVE_S = 5.0  # httpx2's default keep-alive expiry
+_UseClientDefault = type(httpx2.USE_CLIENT_DEFAULT)
 _HEADER_SETS_KEPT = 64  # distinct header sets: one per key, URL and timeout in practice
 
 
@@ -185,7 +188,7 @@ class PageHttpClient(httpx2.AsyncClient):
         if (
             any(v is not None for v in other.values())
             or not isinstance(url, str)
-            or isinstance(timeout, type(httpx2.USE_CLIENT_DEFAULT))
+            or isinstance(timeout, _UseClientDefault)
             or self.cookies
         ):
             return super().build_request(
@@ -212,6 +215,58 @@ class PageHttpClient(httpx2.AsyncClient):
             headers=list(merged.values()),
             extensions={"timeout": httpx2.Timeout(timeout).as_dict()},
         )
+
+    async def send(
+        self,
+        request: httpx2.Request,
+        *,
+        stream: bool = False,
+        auth: Any = httpx2.USE_CLIENT_DEFAULT,
+        follow_redirects: Any = httpx2.USE_CLIENT_DEFAULT,
+    ) -> httpx2.Response:
+        """httpx2's `send`, without its layers for what a request from the SDK never has.
+
+        httpx2 sends every request through an auth flow, a redirect loop and event hooks,
+        each a coroutine that stays on the stack while the page waits. With no auth, no
+        hooks, the client already open and the timeout set, `send` here makes the single
+        request itself; a redirect goes on in httpx2's own redirect loop. Anything else is
+        httpx2's `send`.
+        """
+        if (
+            self._state is not ClientState.OPENED
+            or not isinstance(auth, _UseClientDefault)
+            or self.auth is not None
+            or request.url.userinfo
+            or self.event_hooks["request"]
+            or self.event_hooks["response"]
+            or "timeout" not in request.extensions
+        ):
+            return await super().send(
+                request, stream=stream, auth=auth, follow_redirects=follow_redirects
+            )
+        response = await self._send_single_request(request)
+        try:
+            if response.has_redirect_location:
+                follow = (
+                    self.follow_redirects
+                    if isinstance(follow_redirects, _UseClientDefault)
+                    else follow_redirects
+                )
+                if follow:
+                    redirect = self._build_redirect_request(request, response)
+                    await response.aread()
+                    response = await self._send_handling_redirects(
+                        redirect, follow_redirects=True, history=[response]
+                    )
+                else:
+                    with suppress(httpx2.RemoteProtocolError):
+                        response.next_request = self._build_redirect_request(request, response)
+            if not stream:
+                await response.aread()
+        except BaseException:
+            await response.aclose()
+            raise
+        return response
 
 
 def http_client(max_connections: int) -> httpx2.AsyncClient:

@@ -283,3 +283,65 @@ async def test_a_compressed_answer_is_decoded_on_the_aiohttp_transport() -> None
         await runner.cleanup()
     assert response.headers["content-encoding"] == "gzip"
     assert response.json() == {"choices": [], "pad": "x" * 2000}
+
+
+class _HttpxSend(PageHttpClient):
+    """`PageHttpClient` with httpx2's own `send`, to compare with."""
+
+    async def send(self, request: httpx2.Request, **kwargs: Any) -> httpx2.Response:
+        return await httpx2.AsyncClient.send(self, request, **kwargs)
+
+
+def redirecting(request: httpx2.Request) -> httpx2.Response:
+    if request.url.path == "/v1/old":
+        return httpx2.Response(307, headers={"location": "/v1/new"})
+    if request.url.path == "/v1/loop":
+        return httpx2.Response(302, headers={"location": "/v1/loop"})
+    if request.url.path == "/v1/broken":
+        raise httpx2.ReadError("reset")
+    return httpx2.Response(200, json={"at": request.url.path, "body": request.content.decode()})
+
+
+@pytest.mark.parametrize("path", ["/v1/new", "/v1/old", "/v1/loop", "/v1/broken"])
+@pytest.mark.parametrize("follow", [True, False])
+async def test_the_http_clients_send_is_httpx2s(path: str, follow: bool) -> None:
+    """`PageHttpClient.send` (no auth, no hooks) answers as httpx2's `send`: redirects followed
+    or not, too many of them, a transport error."""
+    outcomes: list[tuple[Any, ...]] = []
+    for cls in (_HttpxSend, PageHttpClient):
+        sent: list[str] = []
+
+        async def record(request: httpx2.Request, sent: list[str] = sent) -> httpx2.Response:
+            sent.append(f"{request.method} {request.url}")
+            return redirecting(request)
+
+        http = cls(transport=httpx2.MockTransport(record), follow_redirects=follow)
+        http.max_redirects = 3
+        through_auth_flow = 0
+        inner = http._send_handling_auth
+
+        async def counted(*args: Any, inner: Any = inner, **kwargs: Any) -> httpx2.Response:
+            nonlocal through_auth_flow
+            through_auth_flow += 1
+            return await inner(*args, **kwargs)
+
+        http._send_handling_auth = counted  # type: ignore[method-assign]
+        outcome: tuple[Any, ...]
+        for _ in range(2):  # the first request opens the client (httpx2's send)
+            request = http.build_request("POST", f"http://api.test{path}", content=b"{}", timeout=5)
+            try:
+                response = await http.send(request)
+            except Exception as exc:
+                outcome = (type(exc), str(exc))
+            else:
+                outcome = (
+                    response.status_code,
+                    response.content,
+                    [(r.status_code, str(r.url)) for r in response.history],
+                    response.next_request and str(response.next_request.url),
+                    response.is_closed,
+                )
+        outcomes.append((outcome, sent))
+        await http.aclose()
+        assert through_auth_flow == (2 if cls is _HttpxSend else 1)
+    assert outcomes[1] == outcomes[0]

@@ -24,8 +24,8 @@ import hashlib
 import json
 import time
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, Self
 
 import httpx2
@@ -36,6 +36,7 @@ from openai.types.chat import (
     ChatCompletionMessageParam,
 )
 
+from generator.client import PageOpenAI
 from generator.config import GeneratorSettings
 from generator.errors import MALFORMED, classify_error
 from generator.prompts import DEFAULT_PROMPTS, PromptTemplates, build_prompt, load_prompts
@@ -120,6 +121,9 @@ class OpenAIPageGenerator:
         self._grown: OrderedDict[str, int] = OrderedDict()
         # Absolute, so that the SDK parses it once instead of joining it to base_url each time.
         self._completions_url = f"{str(client.base_url).rstrip('/')}/chat/completions"
+        self._post: Callable[..., Awaitable[httpx2.Response]] = (
+            client.post_bytes if isinstance(client, PageOpenAI) else partial(_sdk_post, client)
+        )
 
     @classmethod
     def from_settings(
@@ -148,7 +152,7 @@ class OpenAIPageGenerator:
         if not api_key:
             raise ConfigError("OPENAI_API_KEY: not set")
         prompts = load_prompts(settings.prompt_template_file)
-        client = AsyncOpenAI(
+        client = PageOpenAI(
             api_key=api_key,
             base_url=base_url or settings.openai_base_url,
             organization=settings.openai_organization,
@@ -218,25 +222,24 @@ class OpenAIPageGenerator:
             job: the page to write.
             timeout_s: deadline of the whole request (connect, wait and read).
         """
-        model, messages, max_tokens, temperature = self._request_of(job)
+        model, max_tokens, content = self._encoded_request_of(job)
         started = self._clock()
         try:
-            completion, headers = await self._complete(
-                model=model,
-                messages=messages,
-                limit=max_tokens,
-                temperature=temperature,
-                timeout_s=timeout_s,
-            )
+            completion, headers = await self._complete(content, timeout_s=timeout_s)
         except GenerationError as err:
             raise self._for_job(err, job) from None
         latency_s = self._clock() - started
         try:
-            page = _page_from(completion, model=model, max_tokens=max_tokens)
+            page = _page_from(
+                completion,
+                model=model,
+                max_tokens=max_tokens,
+                latency_s=latency_s,
+                rate_limits=rate_limit_headers(headers),
+            )
         except RetryableError as err:
             raise self._after_cut(err, job, max_tokens) from None
         self._grown.pop(job.id, None)
-        page = replace(page, latency_s=latency_s, rate_limits=rate_limit_headers(headers))
         logger.debug(
             "page {}/{} of {} written by {} in {:.2f}s ({} tokens)",
             job.page_index + 1,
@@ -258,10 +261,7 @@ class OpenAIPageGenerator:
         """
         try:
             await self._complete(
-                model=self.model,
-                messages=_PROBE_MESSAGES,
-                limit=1,
-                temperature=None,
+                self._encode(self.model, _PROBE_MESSAGES, limit=1, temperature=None),
                 timeout_s=self.probe_timeout_s,
             )
         except JobFatalError as err:
@@ -273,36 +273,41 @@ class OpenAIPageGenerator:
             self._closed = True
             await self._client.close()
 
-    async def _complete(
+    def _encoded_request_of(self, job: PageJob) -> tuple[str, int, bytes]:
+        """Model, token limit and the request body for `job`, encoded: a page waiting for its
+        answer holds the bytes, not the prompt strings as well."""
+        model, messages, max_tokens, temperature = self._request_of(job)
+        return model, max_tokens, self._encode(model, messages, max_tokens, temperature)
+
+    def _encode(
         self,
-        *,
         model: str,
         messages: list[ChatCompletionMessageParam],
         limit: int,
         temperature: float | None,
-        timeout_s: float,
-    ) -> tuple[dict[str, Any], httpx2.Headers]:
-        """One chat completion request: the answer's JSON and its headers, or a pool error.
-
-        The body is encoded here (orjson) and posted as bytes (`client.post(content=...)`, the
-        SDK's way to make a request it has no method for), and the answer read as plain JSON:
-        `chat.completions.create` would spend more CPU walking its typed parameters and
-        building response models than the rest of the request, which shows at a thousand
-        pages in flight. Errors, timeouts and headers go through the SDK exactly as with
-        `create`.
-        """
+    ) -> bytes:
         body: dict[str, Any] = {"model": model, "messages": messages, self.max_tokens_field: limit}
         if temperature is not None:
             body["temperature"] = temperature
+        return _json_body(body)
+
+    async def _complete(
+        self, content: bytes, *, timeout_s: float
+    ) -> tuple[dict[str, Any], httpx2.Headers]:
+        """One chat completion request: the answer's JSON and its headers, or a pool error.
+
+        The body comes encoded (orjson) and is posted as bytes (`client.post(content=...)`, the
+        SDK's way to make a request it has no method for; `PageOpenAI.post_bytes`, the same
+        request built once per URL and timeout, when the client is one), and the answer read
+        as plain JSON: `chat.completions.create` would spend more CPU walking its typed
+        parameters and building response models than the rest of the request, which shows at
+        a thousand pages in flight. Errors, timeouts and headers go through the SDK exactly as
+        with `create`.
+        """
         try:
             # The SDK's timeout bounds each network phase; asyncio.timeout bounds their sum.
             async with asyncio.timeout(timeout_s):
-                response = await self._client.post(
-                    self._completions_url,
-                    content=_json_body(body),
-                    cast_to=httpx2.Response,
-                    options={"timeout": timeout_s},
-                )
+                response = await self._post(self._completions_url, content, timeout_s=timeout_s)
                 data = orjson.loads(await response.aread())
         except orjson.JSONDecodeError as exc:  # a 2xx whose body is not JSON
             raise RetryableError(
@@ -371,7 +376,14 @@ class OpenAIPageGenerator:
         return err
 
 
-def _page_from(completion: dict[str, Any], *, model: str, max_tokens: int) -> GeneratedPage:
+def _page_from(
+    completion: dict[str, Any],
+    *,
+    model: str,
+    max_tokens: int,
+    latency_s: float = 0.0,
+    rate_limits: dict[str, str] | None = None,
+) -> GeneratedPage:
     """The page in a completion's JSON, or the error that says why there is none.
 
     An error for an answer the API billed (cut off, empty, refused, filtered) carries its usage
@@ -389,6 +401,8 @@ def _page_from(completion: dict[str, Any], *, model: str, max_tokens: int) -> Ge
             max_tokens=max_tokens,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
+            latency_s=latency_s,
+            rate_limits=rate_limits if rate_limits is not None else {},
         )
     except GenerationError as err:
         err.prompt_tokens, err.completion_tokens = prompt_tokens, completion_tokens
@@ -402,6 +416,8 @@ def _page_or_error(
     max_tokens: int,
     prompt_tokens: int,
     completion_tokens: int,
+    latency_s: float,
+    rate_limits: dict[str, str],
 ) -> GeneratedPage:
     # Compatible servers differ in what they omit: read leniently, fail only without a message.
     try:
@@ -435,15 +451,33 @@ def _page_or_error(
         finish_reason=str(finish_reason or "stop"),
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
+        latency_s=latency_s,
+        rate_limits=rate_limits,
     )
 
 
+async def _sdk_post(
+    client: AsyncOpenAI, url: str, content: bytes, *, timeout_s: float
+) -> httpx2.Response:
+    """What `PageOpenAI.post_bytes` does, on any `AsyncOpenAI`: the SDK's `post`."""
+    response: httpx2.Response = await client.post(
+        url, content=content, cast_to=httpx2.Response, options={"timeout": timeout_s}
+    )
+    return response
+
+
 def _json_body(body: dict[str, Any]) -> bytes:
-    """`body` as JSON bytes; orjson refuses a lone UTF-16 surrogate, which json escapes."""
+    """`body` as JSON bytes; orjson refuses a lone UTF-16 surrogate, which json escapes.
+
+    orjson's bytes keep the capacity of its output buffer (8 KiB for a 1 KiB body, measured
+    with tracemalloc), and a page holds its body until the answer comes: a copy of the
+    right size is what each waiting page keeps.
+    """
     try:
-        return orjson.dumps(body)
+        encoded = orjson.dumps(body)
     except orjson.JSONEncodeError:
         return json.dumps(body).encode()
+    return bytes(memoryview(encoded))
 
 
 def _int(value: Any) -> int:

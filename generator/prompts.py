@@ -294,4 +294,6 @@ def _outline_block(job: PageJob) -> str:
 
 def _tidy(text: str) -> str:
     # Optional blocks render as '' and would leave runs of blank lines behind.
-    return _BLANK_LINES.sub("\n\n", text).strip()
+    if "\n\n\n" in text:
+        text = _BLANK_LINES.sub("\n\n", text)
+    return text.strip()

@@ -13,9 +13,13 @@ import re
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 
+import httpx2
+
 __all__ = ["RATE_LIMIT_PREFIX", "parse_duration_s", "rate_limit_headers", "retry_after_s"]
 
 RATE_LIMIT_PREFIX = "x-ratelimit-"
+_PREFIX_BYTES = RATE_LIMIT_PREFIX.encode()
+_PREFIX_LEN = len(_PREFIX_BYTES)
 
 # Go-style durations as OpenAI prints them: "20ms", "1.5s", "6m0s", "1h2m3s", "2d3h".
 _DURATION = re.compile(
@@ -69,7 +73,16 @@ def retry_after_s(headers: Mapping[str, str], message: str, *, now_s: float) -> 
 
 
 def rate_limit_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """The `x-ratelimit-*` headers, names lower-cased."""
+    """The `x-ratelimit-*` headers, names lower-cased (a repeated one joined with ", ")."""
+    if isinstance(headers, httpx2.Headers):
+        # Picked from the raw bytes: `items()` would decode every header of the answer.
+        found: dict[str, str] = {}
+        encoding = headers.encoding
+        for name, value in headers.raw:
+            if name[:_PREFIX_LEN].lower() == _PREFIX_BYTES:
+                key, text = name.decode(encoding).lower(), value.decode(encoding)
+                found[key] = f"{found[key]}, {text}" if key in found else text
+        return found
     return {k.lower(): v for k, v in headers.items() if k.lower().startswith(RATE_LIMIT_PREFIX)}
 
 

@@ -7,9 +7,13 @@ at a thousand in flight, measured against the SDK's own aiohttp transport
 (`DefaultAioHttpClient`), which is general-purpose:
 
 - one `aiohttp.ClientTimeout` per distinct timeout, not one per request;
+- one read-only aiohttp header set per distinct set of request headers (all a client's pages
+  share one, Content-Length aside), which aiohttp takes without copying it first, instead of
+  every request's headers decoded into new strings;
 - no cookie jar (an API key authenticates; OpenAI sets no cookies the SDK needs);
-- the answer read whole in one call and handed to httpx2 as a byte stream, instead of an
-  async iterator of 16 KiB chunks wrapped in an exception-mapping context manager;
+- the answer read whole in one call and handed to httpx2 already read (`Response.read()`, its
+  `elapsed` set), instead of an async iterator of 16 KiB chunks wrapped in an
+  exception-mapping context manager, and then httpx2's own chain of async byte iterators;
 - aiohttp errors mapped to httpx2's so that the SDK raises `APITimeoutError` for a timeout and
   `APIConnectionError` for a refused, reset or dropped connection (tests/test_generator_errors.py
   runs every failure class on this transport and on httpx2's own).
@@ -17,16 +21,23 @@ at a thousand in flight, measured against the SDK's own aiohttp transport
 
 from __future__ import annotations
 
+import datetime
+import time
 from collections.abc import Mapping
+from contextlib import suppress
 from typing import Any
 
 import aiohttp
 import httpx2
+from httpx2._client import ClientState
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 __all__ = ["AiohttpTransport", "PageHttpClient", "http_client"]
 
 _KEEPALIVE_S = 5.0  # httpx2's default keep-alive expiry
+_UseClientDefault = type(httpx2.USE_CLIENT_DEFAULT)
+_HEADER_SETS_KEPT = 64  # distinct header sets: one per key, URL and timeout in practice
 
 
 class AiohttpTransport(httpx2.AsyncBaseTransport):
@@ -41,6 +52,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
         self.max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[tuple[float | None, ...], aiohttp.ClientTimeout] = {}
+        self._header_sets: dict[tuple[tuple[bytes, bytes], ...], CIMultiDictProxy[str]] = {}
 
     def _open(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
@@ -65,8 +77,30 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
             self._timeouts[key] = timeout
         return timeout
 
+    def _headers(self, request: httpx2.Request, data: bytes | None) -> CIMultiDictProxy[str]:
+        """The request's headers as aiohttp takes them without a copy of its own, shared by
+        every request with the same headers. The body's Content-Length is left to aiohttp,
+        which sets the same one, so that the pages of one client share one set."""
+        length = str(len(data or b"")).encode()
+        key = tuple(
+            (name, value)
+            for name, value in request.headers.raw
+            if value != length or name.lower() != b"content-length"
+        )
+        headers = self._header_sets.get(key)
+        if headers is None:
+            encoding = request.headers.encoding
+            if len(self._header_sets) >= _HEADER_SETS_KEPT:
+                self._header_sets.clear()
+            headers = CIMultiDictProxy(
+                CIMultiDict((k.decode(encoding), v.decode(encoding)) for k, v in key)
+            )
+            self._header_sets[key] = headers
+        return headers
+
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         session = self._session or self._open()
+        started = time.perf_counter()
         try:
             data: bytes | None = request.content or None
         except httpx2.RequestNotRead:  # a streamed upload: read it (the SDK sends bytes)
@@ -75,7 +109,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
             async with session.request(
                 request.method,
                 URL(str(request.url), encoded=True),
-                headers=request.headers.multi_items(),
+                headers=self._headers(request, data),
                 data=data,
                 allow_redirects=False,
                 compress=False,
@@ -88,13 +122,19 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
         extensions: dict[str, object] = {"http_version": b"HTTP/1.1"}
         if reason:
             extensions["reason_phrase"] = reason.encode()
-        return httpx2.Response(
+        answer = httpx2.Response(
             status,
             headers=headers,
             stream=httpx2.ByteStream(body),
             request=request,
             extensions=extensions,
         )
+        # Already whole: read it here, in one synchronous call, and the client's `aread` has
+        # nothing left to do but hand it back (its async chain of byte iterators costs more
+        # than the rest of the answer's handling). The elapsed time is the transport's.
+        answer.read()
+        answer.elapsed = datetime.timedelta(seconds=time.perf_counter() - started)
+        return answer
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -148,7 +188,7 @@ class PageHttpClient(httpx2.AsyncClient):
         if (
             any(v is not None for v in other.values())
             or not isinstance(url, str)
-            or isinstance(timeout, type(httpx2.USE_CLIENT_DEFAULT))
+            or isinstance(timeout, _UseClientDefault)
             or self.cookies
         ):
             return super().build_request(
@@ -175,6 +215,58 @@ class PageHttpClient(httpx2.AsyncClient):
             headers=list(merged.values()),
             extensions={"timeout": httpx2.Timeout(timeout).as_dict()},
         )
+
+    async def send(
+        self,
+        request: httpx2.Request,
+        *,
+        stream: bool = False,
+        auth: Any = httpx2.USE_CLIENT_DEFAULT,
+        follow_redirects: Any = httpx2.USE_CLIENT_DEFAULT,
+    ) -> httpx2.Response:
+        """httpx2's `send`, without its layers for what a request from the SDK never has.
+
+        httpx2 sends every request through an auth flow, a redirect loop and event hooks,
+        each a coroutine that stays on the stack while the page waits. With no auth, no
+        hooks, the client already open and the timeout set, `send` here makes the single
+        request itself; a redirect goes on in httpx2's own redirect loop. Anything else is
+        httpx2's `send`.
+        """
+        if (
+            self._state is not ClientState.OPENED
+            or not isinstance(auth, _UseClientDefault)
+            or self.auth is not None
+            or request.url.userinfo
+            or self.event_hooks["request"]
+            or self.event_hooks["response"]
+            or "timeout" not in request.extensions
+        ):
+            return await super().send(
+                request, stream=stream, auth=auth, follow_redirects=follow_redirects
+            )
+        response = await self._send_single_request(request)
+        try:
+            if response.has_redirect_location:
+                follow = (
+                    self.follow_redirects
+                    if isinstance(follow_redirects, _UseClientDefault)
+                    else follow_redirects
+                )
+                if follow:
+                    redirect = self._build_redirect_request(request, response)
+                    await response.aread()
+                    response = await self._send_handling_redirects(
+                        redirect, follow_redirects=True, history=[response]
+                    )
+                else:
+                    with suppress(httpx2.RemoteProtocolError):
+                        response.next_request = self._build_redirect_request(request, response)
+            if not stream:
+                await response.aread()
+        except BaseException:
+            await response.aclose()
+            raise
+        return response
 
 
 def http_client(max_connections: int) -> httpx2.AsyncClient:

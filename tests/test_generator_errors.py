@@ -1,8 +1,10 @@
 """Every row of the failure table, over real HTTP against the simulator.
 
 Each test makes the simulator answer one way, calls `OpenAIPageGenerator.generate` through the
-real openai SDK, and checks the pool error class and its fields. Every test runs on both HTTP
-transports: httpx2's own, and the aiohttp one `from_settings` builds (`generator.transport`).
+real openai SDK, and checks the pool error class and its fields. Every test runs on both
+clients: the SDK's `AsyncOpenAI` on httpx2's own transport (its ordinary request path), and the
+`PageOpenAI` on the aiohttp transport that `from_settings` builds (`generator.client`,
+`generator.transport`).
 """
 
 from __future__ import annotations
@@ -10,11 +12,11 @@ from __future__ import annotations
 import socket
 from collections.abc import AsyncIterator
 
-import httpx2
 import pytest
 from openai import AsyncOpenAI
 
 from generator import OpenAIPageGenerator
+from generator.client import PageOpenAI
 from generator.simulator import Simulator, SimulatorConfig
 from generator.transport import http_client
 from pool.generation import GenerationError, JobFatalError, PoolFatalError, RetryableError
@@ -35,9 +37,12 @@ def transport(request: pytest.FixtureRequest) -> str:
 
 
 def make_client(transport: str, base_url: str) -> AsyncOpenAI:
-    """The SDK client on httpx2's transport or on ours (as `from_settings` builds it)."""
-    http: httpx2.AsyncClient | None = http_client(10) if transport == "aiohttp" else None
-    return AsyncOpenAI(api_key=KEY, base_url=base_url, max_retries=0, http_client=http)
+    """The SDK client on httpx2's transport, or ours on aiohttp (as `from_settings` builds it)."""
+    if transport == "aiohttp":
+        return PageOpenAI(
+            api_key=KEY, base_url=base_url, max_retries=0, http_client=http_client(10)
+        )
+    return AsyncOpenAI(api_key=KEY, base_url=base_url, max_retries=0)
 
 
 @pytest.fixture

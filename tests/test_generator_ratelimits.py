@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from email.utils import formatdate
 
+import httpx2
 import pytest
 
 from generator import parse_duration_s, rate_limit_headers, redact, retry_after_s
@@ -87,6 +88,22 @@ def test_rate_limit_headers_are_filtered_and_lower_cased() -> None:
     """Only x-ratelimit-* headers are handed back, names lower-cased."""
     headers = {"X-RateLimit-Limit-Requests": "60", "content-type": "application/json"}
     assert rate_limit_headers(headers) == {"x-ratelimit-limit-requests": "60"}
+
+
+def test_rate_limit_headers_of_an_answer_read_as_its_items() -> None:
+    """On httpx2 headers (read from the raw bytes) the same as on their `items()`."""
+    headers = httpx2.Headers(
+        [
+            ("X-RateLimit-Limit-Requests", "60"),
+            ("content-type", "application/json"),
+            ("x-ratelimit-remaining-tokens", "10"),
+            ("X-Ratelimit-Remaining-Tokens", "9"),
+            ("x-ratelimit", "not one"),
+        ]
+    )
+    expected = {"x-ratelimit-limit-requests": "60", "x-ratelimit-remaining-tokens": "10, 9"}
+    assert rate_limit_headers(headers) == expected
+    assert rate_limit_headers(dict(headers.items())) == expected
 
 
 def test_redact_removes_the_key_and_key_shaped_strings() -> None:

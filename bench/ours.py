@@ -35,6 +35,7 @@ from pool import GeneratedPage, Keys, PageGenerator, PageJob, PoolSettings
 from pool.job import decode_job
 from pool.logs import configure_logging
 from pool.runtime import cancel_all
+from pool_app.gc_tuning import tune_gc
 from pool_app.health import health_app, serving
 from pool_app.wiring import build_metrics, build_pool, build_publisher
 
@@ -217,6 +218,7 @@ def _run_on_chosen_loop(driver: Coroutine[Any, Any, None], spec: RunSpec) -> Non
     """Run the driver on the loop `loop=` names, through the pool's own EVENT_LOOP choice."""
     from pool_app import eventloop
 
+    tune_gc()  # as `ebook-pool run` does
     eventloop.run(driver, event_loop=spec.options.get("loop", "uvloop"))
 
 

@@ -19,6 +19,7 @@ from bench.child import Probe
 from bench.ours import bench_generator, bench_settings
 from pool.logs import configure_logging
 from pool_app import eventloop
+from pool_app.gc_tuning import tune_gc
 from pool_app.wiring import build_pool, build_publisher
 
 __all__ = ["main", "serve"]
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     # As `ebook-pool run` sets up its log at LOG_LEVEL=WARNING, the same level as the peers'
     # loggers: warnings and errors only.
     configure_logging(level="WARNING", stream=sys.stderr)
+    tune_gc()  # as `ebook-pool run` does
     try:
         eventloop.run(
             serve(args.redis_url, args.concurrency, options),

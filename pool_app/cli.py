@@ -38,6 +38,7 @@ from pool.wire import job_schema, schema_files, wire_schemas
 from pool_app import eventloop
 from pool_app.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from pool_app.export import FORMATS, read_book, render
+from pool_app.gc_tuning import tune_gc
 from pool_app.health import health_app, serving
 from pool_app.producer import (
     EbookExists,
@@ -293,6 +294,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     processes = resolve_processes(settings.processes)
     if processes > 1:
         return run_supervisor(processes, shutdown_grace_s=settings.shutdown_grace_s)
+    tune_gc()
     return eventloop.run(_run_pool(settings, gen_settings), event_loop=loop)
 
 

@@ -70,5 +70,3 @@ def run(main: Coroutine[Any, Any, T], *, event_loop: str = "auto") -> T:
         raise
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(main)
-
-

@@ -353,6 +353,7 @@ class OpenAIPageGenerator:
             status=err.status,
             code=err.code,
         )
+        grown_err.next_max_tokens = grown  # the pool carries it to other processes
         # The cut answer was billed: its usage stays on the error the ledger reads.
         grown_err.prompt_tokens, grown_err.completion_tokens = (
             err.prompt_tokens,

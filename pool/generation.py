@@ -87,7 +87,15 @@ class GenerationError(Exception):
 
 
 class RetryableError(GenerationError):
-    """This attempt failed; a later one may succeed (429 rate limit, 5xx, timeout, truncation)."""
+    """This attempt failed; a later one may succeed (429 rate limit, 5xx, timeout, truncation).
+
+    Attributes:
+        next_max_tokens: for a page cut off at the token limit, the larger limit its next
+            attempts should ask for; the pool keeps it in Redis, so an attempt that another
+            process runs (after a redeploy or a crash) asks for it too.
+    """
+
+    next_max_tokens: int | None = None
 
 
 class JobFatalError(GenerationError):

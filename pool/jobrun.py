@@ -26,7 +26,13 @@ from pool.cache import PageCache
 from pool.clock import monotonic, now_ms
 from pool.deadletters import FailureKind
 from pool.events import EventKind
-from pool.generation import GeneratedPage, JobFatalError, PageGenerator, PoolFatalError
+from pool.generation import (
+    GeneratedPage,
+    JobFatalError,
+    PageGenerator,
+    PoolFatalError,
+    RetryableError,
+)
 from pool.job import InvalidJob, PageJob, decode_job
 from pool.liveness import Pauser
 from pool.logs import page_line_wanted
@@ -146,9 +152,34 @@ class JobRunner:
             await self.outcomes.give_back(raw, refund=self.ledger.ended(raw))
             return
         self._note_started(job, epoch)
+        if claimed_attempt > 1 and job.max_tokens is None:
+            job = await self._with_grown_limit(job)
         await JobRun(
             self, n=n, raw=raw, job=job, claimed_attempt=claimed_attempt, epoch=epoch, ticket=ticket
         ).run()
+
+    async def _with_grown_limit(self, job: PageJob) -> PageJob:
+        """A retried job whose page was cut off at its token limit (in any process) asks for
+        the larger limit that attempt chose (`RetryableError.next_max_tokens`)."""
+        ctx = self.ctx
+        try:
+            grown = await ctx.guard.persist(ctx.store.grown_limit, job.id)
+        except Exception as exc:  # an odd value under the key: the page goes on without it
+            logger.warning(
+                f"[Worker Pool] Could not read the token limit of job {job.id}: {error_reason(exc)}"
+            )
+            return job
+        return job if grown is None else job.model_copy(update={"max_tokens": grown})
+
+    async def grow_limit(self, job: PageJob, max_tokens: int) -> None:
+        """Keep a cut-off page's larger token limit for its next attempts, in any process."""
+        ctx = self.ctx
+        try:
+            await ctx.guard.persist(ctx.store.grow_limit, job.id, max_tokens)
+        except Exception as exc:
+            logger.warning(
+                f"[Worker Pool] Could not keep the token limit of job {job.id}: {error_reason(exc)}"
+            )
 
     async def crashed(
         self, n: int, raw: bytes, epoch: bytes, exc: Exception, ticket: Ticket = NO_TICKET
@@ -454,8 +485,16 @@ class JobRun:
             )
         except asyncio.CancelledError:
             raise  # still unfinished: release() refunds this interrupted attempt
-        except BaseException:
+        except BaseException as exc:
             runner.ledger.ended(raw)
+            if isinstance(exc, RetryableError) and exc.next_max_tokens is not None:
+                self._grow(exc.next_max_tokens)
             raise
         runner.ledger.ended(raw)
         return page
+
+    def _grow(self, max_tokens: int) -> None:
+        """The page was cut off at its limit: the next attempts ask for `max_tokens`, here
+        and in any process that runs them (kept in Redis in the background)."""
+        self.job = self.job.model_copy(update={"max_tokens": max_tokens})
+        self.runner.ctx.spawn(self.runner.grow_limit(self.job, max_tokens))

@@ -107,6 +107,11 @@ class Keys:
         (SET NX PX at claim): a second copy claimed meanwhile is acknowledged, not generated."""
         return f"{self.prefix}:inflight:{job_id}"
 
+    def grown(self, job_id: str) -> str:
+        """String: the token limit the next attempts of this jobId ask for, after a page cut
+        off at its limit (`RetryableError.next_max_tokens`); expires a day after it was set."""
+        return f"{self.prefix}:grown:{job_id}"
+
     @property
     def deaths(self) -> str:
         """Hash job payload → times a process died holding it (the reaper counts them; at

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEATHS_KEPT_MS",
+    "GROWN_KEPT_MS",
     "NO_TICKET",
     "Acknowledged",
     "Claim",
@@ -60,6 +61,8 @@ def ticket_sha(ticket: Ticket) -> str:
 #: job's count when it ends (that would cost every page a command): the hash expires instead,
 #: and a job that keeps killing its process is reaped far more often than this.
 DEATHS_KEPT_MS = 86_400_000
+#: How long a grown token limit is kept for the job's next attempts (`QueueStore.grow_limit`).
+GROWN_KEPT_MS = 86_400_000
 
 #: A claimed job: its payload, the attempt number counted, and its ticket.
 Claim = tuple[bytes, int, Ticket]
@@ -169,6 +172,15 @@ class QueueStore:
         if n == LOST:
             raise EpochChanged
         return n
+
+    async def grow_limit(self, job_id: str, max_tokens: int) -> None:
+        """Remember that the next attempts of `job_id` ask for `max_tokens` (a day)."""
+        await self.redis.set(self.keys.grown(job_id), max_tokens, px=GROWN_KEPT_MS)
+
+    async def grown_limit(self, job_id: str) -> int | None:
+        """The token limit `grow_limit` set for `job_id`, if any."""
+        value = await self.redis.get(self.keys.grown(job_id))
+        return None if value is None else int(value)
 
     async def note_crash(self, raw: bytes) -> int:
         """Count one more crash of the pool on this job; returns how many so far."""

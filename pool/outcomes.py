@@ -108,14 +108,18 @@ class OutcomeWriter:
         take over, waiting the outage out (`_store_after_outage`). The job stays in this
         process's processing list until the write lands, so a crash before that loses nothing.
         """
-        ctx, job = self._ctx, write.job
-        future = ctx.store.complete_soon(
-            ctx.id, write.raw, ebook_id=job.ebook_id, page_index=job.page_index,
-            total=job.total_pages, page_json=write.page_json, now_ms=write.now,
-            epoch=write.epoch, ticket=write.ticket, usage=write.usage,
-        )  # fmt: skip
+        future = self._send(write)
         self.writes.add(future)
         future.add_done_callback(functools.partial(self._first_reply, write=write))
+
+    def _send(self, w: PageWrite) -> asyncio.Future[Any]:
+        """The page's write, out with the next batch: the future of the script's reply."""
+        ctx, job = self._ctx, w.job
+        return ctx.store.complete_soon(
+            ctx.id, w.raw, ebook_id=job.ebook_id, page_index=job.page_index,
+            total=job.total_pages, page_json=w.page_json, now_ms=w.now,
+            epoch=w.epoch, ticket=w.ticket, usage=w.usage,
+        )  # fmt: skip
 
     def _first_reply(self, future: asyncio.Future[object], *, write: PageWrite) -> None:
         self.writes.discard(future)
@@ -143,24 +147,8 @@ class OutcomeWriter:
 
     async def store_page(self, w: PageWrite) -> None:
         """Write a finished page (waiting out Redis outages), then count and log it."""
-        ctx, job = self._ctx, w.job
-        new = await ctx.guard.persist(
-            ctx.store.complete,
-            ctx.id,
-            w.raw,
-            ebook_id=job.ebook_id,
-            page_index=job.page_index,
-            total=job.total_pages,
-            page_json=w.page_json,
-            now_ms=w.now,
-            epoch=w.epoch,
-            ticket=w.ticket,
-            usage=w.usage,
-        )
-        if new is None:
-            await self._dropped(w)
-            return
-        self._stored(w, new)
+        reply = await self._ctx.guard.persist(self._send, w)
+        self._stored(w, self._ctx.store.stored(reply))
 
     def _stored(self, w: PageWrite, new: bool | None) -> None:
         """The page's write landed: count and log it (or say it was dropped)."""

@@ -186,35 +186,14 @@ class QueueStore:
         """Count one more crash of the pool on this job; returns how many so far."""
         return int(await self.redis.hincrby(self.keys.crashes, cast(str, raw), 1))
 
-    async def complete(
-        self,
-        pool_id: str,
-        raw: bytes,
-        *,
-        ebook_id: str,
-        page_index: int,
-        total: int,
-        page_json: bytes,
-        now_ms: int,
-        epoch: bytes,
-        ticket: Ticket = NO_TICKET,
-        usage: JobUsage | None = None,
-    ) -> bool | None:
-        """Store a finished page, add its cost to the ebook's ledger and release its job.
+    async def complete(self, pool_id: str, raw: bytes, **page: Any) -> bool | None:
+        """Store a finished page, add its cost to the ebook's ledger and release its job
+        (`complete_soon`'s arguments), and wait for it.
 
         Returns True if the page is new, False if it was already stored, None if the job was
         claimed before Redis lost its data (nothing written).
-
-        Args:
-            ticket: what the claim learnt of the job (brief, in-flight marker).
-            usage: what the job cost, for the ledger.
         """
-        return self.stored(
-            await self.complete_soon(
-                pool_id, raw, ebook_id=ebook_id, page_index=page_index, total=total,
-                page_json=page_json, now_ms=now_ms, epoch=epoch, ticket=ticket, usage=usage,
-            )
-        )  # fmt: skip
+        return self.stored(await self.complete_soon(pool_id, raw, **page))
 
     def complete_soon(
         self,
@@ -230,8 +209,14 @@ class QueueStore:
         ticket: Ticket = NO_TICKET,
         usage: JobUsage | None = None,
     ) -> asyncio.Future[Any]:
-        """`complete`, sent with the next batch of script calls: the future of the script's
-        reply, which `stored` reads. The pool stores a page this way without a task."""
+        """Store a finished page, add its cost to the ebook's ledger and release its job, with
+        the next batch of script calls: the future of the script's reply, which `stored`
+        reads. The pool stores a page this way without a task.
+
+        Args:
+            ticket: what the claim learnt of the job (brief, in-flight marker).
+            usage: what the job cost, for the ledger.
+        """
         # Main's eight keys and six arguments, plus three: the ticket (it names the in-flight
         # marker, so the script needs no key or id for it), RESULT_TTL and the ledger, both
         # already bytes. Each argument costs an encode on the hot path.
